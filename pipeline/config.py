@@ -1,0 +1,283 @@
+"""The schema of ``params.yaml``: validated once, typed, shared by every stage.
+
+This module must stay free of TensorFlow/Keras/MLflow imports: a mistake in
+``params.yaml`` has to fail in about a second, before any heavy import.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+from pipeline.hparams import Choice, Fixed, HParam, Range, parse_hparam
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Section(BaseModel):
+    """Every section forbids unknown keys so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- data
+class DataConfig(Section):
+    source: Literal["digits", "keras", "images"] = "digits"
+    keras_dataset: Literal["mnist", "fashion_mnist", "cifar10"] = "mnist"
+    images_dir: str = "data/raw"
+    image_size: tuple[Annotated[int, Field(ge=4, le=1024)], Annotated[int, Field(ge=4, le=1024)]] = (32, 32)
+    color_mode: Literal["grayscale", "rgb"] = "grayscale"
+    on_bad_image: Literal["error", "skip"] = "error"
+    # A stratified subsample, for quick runs on large datasets (null keeps everything).
+    max_samples: Annotated[int, Field(ge=20)] | None = None
+
+
+class SplitConfig(Section):
+    validation: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.15
+    test: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.15
+
+
+class PreprocessConfig(Section):
+    # standardize: per-channel mean/std of the training split; minmax: per-channel min/max
+    # of the training split to [0, 1]; none: raw pixel values.
+    normalization: Literal["standardize", "minmax", "none"] = "standardize"
+
+
+# ------------------------------------------------------------------ search space
+INITIALIZERS = (
+    "zeros",
+    "random_normal",
+    "random_uniform",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+)
+REGULARIZERS = ("none", "l1", "l2", "l1_l2")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "cosine_restarts", "warmup_cosine")
+ARCHITECTURES = ("plain", "vgg", "resnet", "separable")
+HEADS = ("gap", "flatten")
+
+
+def _hp(kind: str, *, allowed: tuple[Any, ...] | None = None, ge: float | None = None,
+        le: float | None = None, gt: float | None = None, lt: float | None = None) -> Any:
+    """An ``HParam`` field: a fixed value, ``{choices: [...]}`` or ``{min, max, ...}``."""
+
+    def validate(value: Any) -> HParam:
+        return parse_hparam(value, kind=kind, allowed=allowed, ge=ge, le=le, gt=gt, lt=lt)
+
+    return Annotated[HParam, BeforeValidator(validate)]
+
+
+class SearchSpaceConfig(Section):
+    """What KerasTuner searches. Each key is fixed (a scalar) or searched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    # architecture family and size (the guide's "model selection")
+    architecture: _hp("str", allowed=ARCHITECTURES) = Choice(("plain", "vgg", "resnet", "separable"))
+    blocks: _hp("int", ge=1, le=8) = Range(1, 3, step=1)
+    filters: _hp("int", ge=1, le=1024) = Choice((16, 32))
+    kernel_size: _hp("int", ge=1, le=11) = Choice((3, 5))
+    head: _hp("str", allowed=HEADS) = Choice(("gap", "flatten"))
+    dense_units: _hp("int", ge=0, le=4096) = Choice((32, 64))
+    activation: _hp("str", allowed=("relu", "elu", "gelu", "tanh", "swish")) = Fixed("relu")
+    # weight initialization (section 2.1.1)
+    init: _hp("str", allowed=INITIALIZERS) = Choice(("zeros", "random_normal", "glorot_uniform", "he_normal"))
+    init_stddev: _hp("float", gt=0.0, le=10.0) = Fixed(0.05)
+    # regularization (section 2.1.2)
+    regularizer: _hp("str", allowed=REGULARIZERS) = Choice(("none", "l1", "l2", "l1_l2"))
+    reg_strength: _hp("float", gt=0.0, le=1.0) = Range(1e-5, 1e-2, sampling="log")
+    dropout: _hp("float", ge=0.0, lt=1.0) = Range(0.0, 0.5, step=0.25)
+    batch_norm: _hp("bool") = Choice((True, False))
+    weight_decay: _hp("float", ge=0.0, le=1.0) = Range(1e-5, 1e-2, sampling="log")
+    # optimizers (section 2.3) and learning rate (section 2.2)
+    optimizer: _hp("str", allowed=OPTIMIZERS) = Choice(("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"))
+    momentum: _hp("float", ge=0.0, lt=1.0) = Fixed(0.9)
+    learning_rate: _hp("float", gt=0.0, le=10.0) = Range(1e-4, 1e-1, sampling="log")
+    lr_schedule: _hp("str", allowed=LR_SCHEDULES) = Choice(LR_SCHEDULES)
+    step_decay_factor: _hp("float", gt=0.0, le=1.0) = Fixed(0.5)
+    step_decay_epochs: _hp("int", ge=1, le=1000) = Fixed(3)
+    exp_decay_rate: _hp("float", gt=0.0, le=1.0) = Fixed(0.8)
+    cosine_floor: _hp("float", ge=0.0, le=1.0) = Fixed(0.01)
+    restart_epochs: _hp("int", ge=1, le=1000) = Fixed(3)
+    restart_mult: _hp("float", ge=1.0, le=10.0) = Fixed(2.0)
+    warmup_epochs: _hp("int", ge=0, le=1000) = Fixed(1)
+    # loss and batch
+    label_smoothing: _hp("float", ge=0.0, lt=1.0) = Fixed(0.0)
+    batch_size: _hp("int", ge=1, le=65536) = Choice((32, 64))
+
+
+# ------------------------------------------------------------------------ stages
+class TuneConfig(Section):
+    tuner: Literal["hyperband", "random", "bayesian"] = "hyperband"
+    objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    max_epochs: Annotated[int, Field(ge=1, le=10000)] = 9
+    factor: Annotated[int, Field(ge=2, le=100)] = 3
+    hyperband_iterations: Annotated[int, Field(ge=1, le=100)] = 1
+    # random/bayesian only: how many trials, each trained for max_epochs.
+    max_trials: Annotated[int, Field(ge=1, le=100000)] = 20
+    early_stopping_patience: Annotated[int, Field(ge=0, le=1000)] = 3
+    # Stop the search when this many trials in a row fail (KerasTuner's own limit).
+    max_consecutive_failed_trials: Annotated[int, Field(ge=1, le=1000)] = 5
+    resume: bool = True
+    # Where KerasTuner keeps its state; persisted across `dvc repro` so a search resumes.
+    directory: str = ".tuner"
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
+    chief_address: str = "127.0.0.1"
+    chief_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # Keras' per-batch progress bars; off by default, the stage prints a line per trial.
+    keras_verbose: bool = False
+
+
+class TrainConfig(Section):
+    epochs: Annotated[int, Field(ge=1, le=10000)] = 20
+    early_stopping_patience: Annotated[int, Field(ge=0, le=1000)] = 5
+
+
+class RegisterConfig(Section):
+    model_name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\- ]+$")] = "digits-cnn"
+
+
+class PromoteConfig(Section):
+    # The challenger must beat the champion's test accuracy by at least this much.
+    min_improvement: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    min_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+
+
+class ReportConfig(Section):
+    # Below this many finished trials per choice a verdict says "not enough trials".
+    min_trials_per_choice: Annotated[int, Field(ge=1, le=1000)] = 3
+    top_trials: Annotated[int, Field(ge=1, le=100)] = 5
+
+
+class MlflowConfig(Section):
+    experiment: Annotated[str, Field(min_length=1)] = "cnn-tuning"
+    # null: sqlite file mlflow.db at the repository root (MLFLOW_TRACKING_URI overrides).
+    tracking_uri: str | None = None
+
+
+with warnings.catch_warnings():
+    # `register` is a stage name; it shadows only ABCMeta.register on the class, not on instances.
+    warnings.filterwarnings("ignore", message='Field name "register"')
+
+    class Params(Section):
+        seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 42
+        data: DataConfig = DataConfig()
+        split: SplitConfig = SplitConfig()
+        preprocess: PreprocessConfig = PreprocessConfig()
+        search_space: SearchSpaceConfig = SearchSpaceConfig()
+        tune: TuneConfig = TuneConfig()
+        train: TrainConfig = TrainConfig()
+        register: RegisterConfig = RegisterConfig()
+        promote: PromoteConfig = PromoteConfig()
+        report: ReportConfig = ReportConfig()
+        mlflow: MlflowConfig = MlflowConfig()
+
+        @model_validator(mode="after")
+        def _split_leaves_training_data(self) -> Params:
+            if self.split.validation + self.split.test >= 0.8:
+                raise ValueError(
+                    f"split.validation + split.test = {self.split.validation + self.split.test:g} "
+                    "leaves too little training data; allowed: a sum below 0.8"
+                )
+            return self
+
+
+# ------------------------------------------------------------------------ loading
+def _describe_allowed_keys(loc: tuple[Any, ...]) -> str:
+    """Field names allowed at the parent of ``loc`` (for 'unknown key' messages)."""
+    model: Any = Params
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = field.annotation
+    fields = getattr(model, "model_fields", None)
+    return ", ".join(fields) if fields else ""
+
+
+def format_validation_error(error: ValidationError, source: str) -> list[str]:
+    """One line per problem: ``params.yaml: tune.factor: <what> (got <value>)``."""
+    lines = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            allowed = _describe_allowed_keys(loc)
+            message = f"unknown key; allowed keys: {allowed}" if allowed else "unknown key"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        got = item.get("input")
+        shown = "" if kind == "missing" or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{source}: {path}: {message}{shown}")
+    return lines
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}"])
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source)) from None
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate ``params.yaml``; ``overrides`` maps dotted keys to values."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: file not found (run from the repository root or pass --params)"])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError([f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}"]) from None
+    for dotted, value in (overrides or {}).items():
+        raw = _set_dotted(raw or {}, dotted, value)
+    return parse_params(raw, source=str(path))
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+    return raw
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.path=value`` with a YAML value, as in ``dvc exp run -S``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError([f"override {text!r}: expected KEY=VALUE, e.g. tune.max_epochs=3"])
+    return key.strip(), yaml.safe_load(value)
+
+
+__all__ = [
+    "Choice",
+    "ConfigError",
+    "Fixed",
+    "HParam",
+    "Params",
+    "Range",
+    "load_params",
+    "parse_override",
+    "parse_params",
+]

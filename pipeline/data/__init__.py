@@ -1,0 +1,1 @@
+"""Data: sources (digits, keras datasets, image folders), split, normalization, storage."""

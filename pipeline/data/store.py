@@ -1,0 +1,47 @@
+"""The on-disk format of ``data/processed/``: one ``.npy`` per array plus ``meta.json``.
+
+Plain ``.npy`` files (not ``.npz``, whose zip entries carry timestamps) keep the
+output byte-identical for the same parameters, so DVC sees no change on a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+
+
+def save_split(directory: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / f"x_{split}.npy", np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
+    np.save(directory / f"y_{split}.npy", np.ascontiguousarray(y, dtype=np.int32), allow_pickle=False)
+
+
+def load_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of one split: x float32 NHWC, normalized; y int32 class indices."""
+    directory = Path(directory)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+    x_path, y_path = directory / f"x_{split}.npy", directory / f"y_{split}.npy"
+    if not x_path.is_file() or not y_path.is_file():
+        raise DataError(f"{x_path}: not found; run `python -m pipeline preprocess` (or `dvc repro`) first")
+    return np.load(x_path, allow_pickle=False), np.load(y_path, allow_pickle=False)
+
+
+def save_meta(directory: Path, meta: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def load_meta(directory: str | Path) -> dict[str, Any]:
+    """The processed data's description, see ``pipeline.stages.preprocess`` for its keys."""
+    path = Path(directory) / "meta.json"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run `python -m pipeline preprocess` (or `dvc repro`) first")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,43 @@
+"""Where stages read and write, relative to the repository root.
+
+dvc.yaml names the same paths in its deps/outs; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROCESSED_DIR = Path("data/processed")
+META_FILE = PROCESSED_DIR / "meta.json"
+
+TUNE_DIR = Path("results/tune")
+BEST_HPARAMS_FILE = TUNE_DIR / "best_hparams.json"
+TRIALS_FILE = TUNE_DIR / "trials.csv"
+TUNE_METRICS_FILE = TUNE_DIR / "metrics.json"
+
+MODEL_DIR = Path("models")
+MODEL_FILE = MODEL_DIR / "model.keras"
+TRAIN_DIR = Path("results/train")
+HISTORY_FILE = TRAIN_DIR / "history.csv"
+TRAIN_RUN_FILE = TRAIN_DIR / "run.json"
+
+EVALUATE_DIR = Path("results/evaluate")
+EVALUATE_METRICS_FILE = EVALUATE_DIR / "metrics.json"
+
+REGISTER_DIR = Path("results/register")
+REGISTERED_MODEL_FILE = REGISTER_DIR / "model.json"
+
+REPORT_DIR = Path("results/report")
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The project root: the nearest folder above ``start`` holding params.yaml.
+
+    A DVC queued/temp experiment runs in a copy under ``<repo>/.dvc/tmp/exps/``; the root
+    of *that* copy is returned here, see ``pipeline.tracking`` for the shared store.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").is_file():
+            return folder
+    return here

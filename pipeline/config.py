@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
 from pipeline.hparams import Choice, Fixed, HParam, Range, parse_hparam
@@ -73,7 +73,8 @@ def _hp(kind: str, *, allowed: tuple[Any, ...] | None = None, ge: float | None =
     def validate(value: Any) -> HParam:
         return parse_hparam(value, kind=kind, allowed=allowed, ge=ge, le=le, gt=gt, lt=lt)
 
-    return Annotated[HParam, BeforeValidator(validate)]
+    # Dumps back to the params.yaml form (a scalar, {choices} or {min, max, ...}).
+    return Annotated[HParam, BeforeValidator(validate), PlainSerializer(lambda hp: hp.describe())]
 
 
 class SearchSpaceConfig(Section):

@@ -1,0 +1,1 @@
+"""Evaluation of a trained classifier: metrics (scikit-learn) and the confusion plot."""

@@ -1,0 +1,161 @@
+"""Read the tune stage's outputs: trials.csv, history.csv, best_hparams.json, meta.json.
+
+The contract (written by ``pipeline.stages.tune``): one row per KerasTuner trial with
+``trial_id, status, score, objective, ...`` and one ``hp.<key>`` column per search-space
+key; a Hyperband continuation is its own row with ``continued_from`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import PipelineError
+
+HP_PREFIX = "hp."
+REQUIRED_COLUMNS = ("trial_id", "status", "score")
+# KerasTuner statuses of a trial that is still in flight: neither finished nor failed.
+PENDING_STATUSES = frozenset({"RUNNING", "IDLE"})
+FINISHED_STATUSES = frozenset({"COMPLETED", "STOPPED"})
+
+
+@dataclass
+class Trials:
+    """All trials of one search, with ``finished``/``failed`` flags per row."""
+
+    table: pd.DataFrame  # pending trials already left out
+    objective: str
+    maximize: bool
+    source: str
+    pending: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        return self.table[self.table["finished"]]
+
+    @property
+    def n_failed(self) -> int:
+        return int((~self.table["finished"]).sum())
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.maximize else a < b
+
+    def best_index(self, frame: pd.DataFrame) -> Any:
+        """Index of the best finished row of ``frame`` (None when it has none)."""
+        scores = frame.loc[frame["finished"], "score"]
+        if scores.empty:
+            return None
+        return scores.idxmax() if self.maximize else scores.idxmin()
+
+    def best_value(self, scores: pd.Series) -> float:
+        scores = scores.dropna()
+        if scores.empty:
+            return math.nan
+        return float(scores.max() if self.maximize else scores.min())
+
+    def sorted_finished(self) -> pd.DataFrame:
+        return self.finished.sort_values("score", ascending=not self.maximize, kind="stable")
+
+
+def maximized(objective: str) -> bool:
+    """KerasTuner's rule for a metric named without a direction: losses/errors go down."""
+    name = objective.lower()
+    return not any(word in name for word in ("loss", "error", "mse", "mae"))
+
+
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise PipelineError(f"{path}: empty file, no {what}; run `python -m pipeline tune` again") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise PipelineError(f"{path}: not a readable CSV file ({error})") from None
+
+
+def load_trials(path: str | Path, default_objective: str = "val_accuracy") -> Trials:
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run `python -m pipeline tune` (or `dvc repro`) first")
+    table = _read_csv(path, "trials")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}; expected the tune stage's trials.csv")
+    if table.empty:
+        raise PipelineError(f"{path}: no trials in the file; the search recorded nothing, run it again")
+
+    table = table.copy()
+    table["trial_id"] = table["trial_id"].astype(str)
+    table["status"] = table["status"].fillna("UNKNOWN").astype(str).str.strip().str.upper()
+    table["score"] = pd.to_numeric(table["score"], errors="coerce")
+    objectives = table["objective"].dropna().astype(str) if "objective" in table.columns else pd.Series([], dtype=str)
+    objective = objectives.mode().iloc[0] if not objectives.empty else default_objective
+    notes = []
+    if objectives.nunique() > 1:
+        notes.append(f"trials.csv mixes objectives ({', '.join(sorted(objectives.unique()))}); "
+                     f"the report uses {objective}.")
+
+    pending_mask = table["status"].isin(PENDING_STATUSES)
+    pending = int(pending_mask.sum())
+    table = table[~pending_mask].reset_index(drop=True)
+    if table.empty:
+        raise PipelineError(f"{path}: all {pending} trial(s) are still running; no finished or failed trial to report")
+    table["finished"] = table["status"].isin(FINISHED_STATUSES) & np.isfinite(table["score"])
+    for column in ("accuracy", "val_accuracy", "loss", "val_loss", "epochs_trained", "seconds"):
+        if column in table.columns:
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    if pending:
+        notes.append(f"{pending} trial(s) still running or idle are left out.")
+    return Trials(table=table, objective=objective, maximize=maximized(objective), source=str(path),
+                  pending=pending, notes=notes)
+
+
+def load_history(path: str | Path) -> pd.DataFrame | None:
+    """Per-epoch metrics of every trial (long format), or None when the file is missing."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        history = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        warnings.warn(f"{path}: not readable; the report has no learning curves", stacklevel=2)
+        return None
+    if not {"trial_id", "epoch"} <= set(history.columns):
+        warnings.warn(f"{path}: no trial_id/epoch columns; the report has no learning curves", stacklevel=2)
+        return None
+    history = history.copy()
+    history["trial_id"] = history["trial_id"].astype(str)
+    return history
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object, or {} when the file is missing or unreadable (the report can go without)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        warnings.warn(f"{path}: not valid JSON, ignored", stacklevel=2)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def num_classes_from_meta(meta: dict[str, Any]) -> int | None:
+    """Number of classes from ``data/processed/meta.json`` (None: chance level unknown)."""
+    for key in ("num_classes", "n_classes"):
+        value = meta.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+            return value
+    for key in ("class_names", "classes", "labels"):
+        value = meta.get(key)
+        if isinstance(value, (list, dict)) and len(value) >= 2:
+            return len(value)
+    return None

@@ -1,0 +1,194 @@
+"""Per-dimension summaries: which values were tried, how often they failed, how they scored.
+
+A searched ``Choice`` is summarized per choice (choices never tried are listed with 0
+trials); a ``Range`` on a small grid (``step``) per grid value; a continuous ``Range`` per
+bin (decades for a log range spanning two or more of them, else equal-width bins).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.hparams import Choice, Fixed, HParam, Range
+from pipeline.report.load import HP_PREFIX, Trials
+
+NOT_SET = "(not set)"  # a conditional hyperparameter that was inactive in the trial
+MAX_GRID_VALUES = 10  # a stepped range with at most this many values is summarized per value
+LINEAR_BINS = 4
+
+
+def value_label(value: Any) -> str:
+    """One spelling per value whether it came from params.yaml or back from a CSV."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return NOT_SET
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("true", "false"):
+            return text.lower()
+        try:
+            return f"{float(text):g}" if text else NOT_SET
+        except ValueError:
+            return text
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return f"{float(value):g}"
+    return str(value)
+
+
+@dataclass
+class Dimension:
+    """One search-space key and how its trials are grouped."""
+
+    name: str
+    spec: HParam
+    present: bool  # has an ``hp.<name>`` column in trials.csv
+    labels: pd.Series | None = None  # per row of the trials table: the group label
+    order: list[str] = field(default_factory=list)  # group labels in display order
+    numeric: pd.Series | None = None  # per row: the numeric value (ranges only), for plots/importance
+    binned: bool = False  # a continuous range grouped into bins
+
+    @property
+    def column(self) -> str:
+        return HP_PREFIX + self.name
+
+    @property
+    def searched(self) -> bool:
+        return self.spec.searched
+
+    @property
+    def log(self) -> bool:
+        return isinstance(self.spec, Range) and self.spec.sampling == "log"
+
+    @property
+    def usable(self) -> bool:
+        """Searched and recorded: the report can group trials by it."""
+        return self.searched and self.present and self.labels is not None
+
+
+def _grid(spec: Range) -> list[float] | None:
+    """The values a stepped range can take, or None when there are too many."""
+    if spec.step is None:
+        return None
+    values, value = [], float(spec.min)
+    while value <= spec.max * (1 + 1e-9) and len(values) <= MAX_GRID_VALUES:
+        values.append(value)
+        value = value * spec.step if spec.sampling == "log" else value + spec.step
+    return values if len(values) <= MAX_GRID_VALUES else None
+
+
+def _bin_edges(spec: Range, values: pd.Series) -> np.ndarray:
+    lo = min(float(spec.min), float(values.min())) if values.size else float(spec.min)
+    hi = max(float(spec.max), float(values.max())) if values.size else float(spec.max)
+    if spec.sampling == "log" and lo > 0:
+        llo, lhi = math.log10(lo), math.log10(hi)
+        if lhi - llo >= 2:
+            return 10.0 ** np.arange(math.floor(llo + 1e-9), math.ceil(lhi - 1e-9) + 1)
+        return 10.0 ** np.linspace(llo, lhi, LINEAR_BINS + 1)
+    return np.linspace(lo, hi, LINEAR_BINS + 1)
+
+
+def _bin_labels(edges: np.ndarray) -> list[str]:
+    last = len(edges) - 2
+    return [f"[{a:.3g}, {b:.3g}{']' if i == last else ')'}" for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+
+
+def describe_dimension(name: str, spec: HParam, table: pd.DataFrame) -> Dimension:
+    dim = Dimension(name=name, spec=spec, present=HP_PREFIX + name in table.columns)
+    if not dim.present:
+        return dim
+    raw = table[dim.column]
+    if isinstance(spec, Range):
+        numeric = pd.to_numeric(raw, errors="coerce")
+        dim.numeric = numeric
+        grid = _grid(spec)
+        if grid is not None:
+            observed = sorted(set(numeric.dropna().tolist()) | set(grid))
+            dim.order = [value_label(v) for v in observed]
+            dim.labels = numeric.map(value_label)
+        else:
+            edges = _bin_edges(spec, numeric.dropna())
+            names = _bin_labels(edges)
+            codes = np.clip(np.searchsorted(edges, numeric.to_numpy(), side="right") - 1, 0, len(names) - 1)
+            dim.labels = pd.Series([names[c] if np.isfinite(v) else NOT_SET for c, v in zip(codes, numeric)],
+                                   index=table.index)
+            dim.order = list(names)
+            dim.binned = True
+    else:
+        dim.labels = raw.map(value_label)
+        declared = [value_label(v) for v in spec.choices] if isinstance(spec, Choice) else [value_label(spec.value)]
+        extra = [v for v in dict.fromkeys(dim.labels) if v not in declared and v != NOT_SET]
+        dim.order = declared + sorted(extra)
+    dim.order = list(dict.fromkeys(dim.order))
+    if (dim.labels == NOT_SET).any():
+        dim.order.append(NOT_SET)
+    return dim
+
+
+def describe_dimensions(space: Any, table: pd.DataFrame) -> list[Dimension]:
+    """Every key of ``SearchSpaceConfig``, in its declared order."""
+    names = list(type(space).model_fields)
+    return [describe_dimension(name, getattr(space, name), table) for name in names]
+
+
+def fixed_value(dim: Dimension) -> Any:
+    return dim.spec.value if isinstance(dim.spec, Fixed) else dim.spec.choices[0]
+
+
+@dataclass
+class ChoiceStats:
+    label: str
+    trials: int
+    finished: int
+    failed: int
+    median: float
+    best: float
+    best_trial: str | None
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.trials if self.trials else math.nan
+
+
+def per_choice(trials: Trials, dim: Dimension) -> list[ChoiceStats]:
+    """Count, failures, median and best objective and best trial of each group of ``dim``."""
+    table = trials.table
+    out = []
+    for label in dim.order:
+        rows = table[dim.labels == label]
+        done = rows[rows["finished"]]
+        best_index = trials.best_index(rows)
+        out.append(ChoiceStats(
+            label=label,
+            trials=len(rows),
+            finished=len(done),
+            failed=len(rows) - len(done),
+            median=float(done["score"].median()) if len(done) else math.nan,
+            best=trials.best_value(done["score"]),
+            best_trial=None if best_index is None else str(table.at[best_index, "trial_id"]),
+        ))
+    return out
+
+
+def best_choice(trials: Trials, stats: list[ChoiceStats], min_trials: int) -> ChoiceStats | None:
+    """The group with the best median among those with at least ``min_trials`` finished trials."""
+    eligible = [s for s in stats if s.finished >= min_trials and s.label != NOT_SET and not math.isnan(s.median)]
+    if not eligible:
+        return None
+    key = (lambda s: s.median) if trials.maximize else (lambda s: -s.median)
+    return max(eligible, key=key)
+
+
+def main_effect_share(scores: pd.Series, labels: pd.Series) -> float:
+    """Share of the objective's variance explained by the groups (eta squared, fANOVA's first order)."""
+    frame = pd.DataFrame({"y": scores, "g": labels}).dropna()
+    if len(frame) < 2 or frame["y"].var(ddof=0) == 0:
+        return math.nan
+    total = ((frame["y"] - frame["y"].mean()) ** 2).sum()
+    means = frame.groupby("g")["y"].transform("mean")
+    return float(((means - frame["y"].mean()) ** 2).sum() / total)

@@ -1,0 +1,1 @@
+"""One thin module per DVC stage (and the promote/predict user commands)."""

@@ -1,0 +1,75 @@
+"""Keras callbacks of a trial: per-epoch recording (one tracking call per epoch) and a NaN guard."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import keras
+
+from pipeline.tuning.records import EPOCH_METRICS, TrialRecord
+from pipeline.tuning.tracker import TrialTracker
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Appends each epoch's metrics to the record and sends them to the tracker in one batch.
+
+    Keras passes the absolute epoch (``initial_epoch + i``) to ``on_epoch_end``, so a Hyperband
+    continuation logs its first epoch at step ``initial_epoch``.
+    """
+
+    def __init__(self, record: TrialRecord, tracker: TrialTracker, run_id: str | None) -> None:
+        super().__init__()
+        self.record, self.tracker, self.run_id = record, tracker, run_id
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.record.params_count = int(self.model.count_params())
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.record.seconds += time.perf_counter() - self._epoch_start
+        logs = dict(logs or {})
+        if "learning_rate" not in logs:
+            logs["learning_rate"] = _current_learning_rate(self.model)
+        metrics = {k: float(logs[k]) for k in EPOCH_METRICS if logs.get(k) is not None}
+        self.record.history.append({"epoch": int(epoch), **metrics})
+        self.tracker.log_epoch(self.run_id, int(epoch), metrics)
+
+
+class NanGuard(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that remembers it fired, so the tuner can fail the trial afterwards.
+
+    TerminateOnNaN only stops training; KerasTuner would then score the trial on its finite
+    epochs and call it COMPLETED.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nan_at: int | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_at = self._epoch
+        super().on_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.nan_at is None:
+            self.nan_at = epoch
+            self.model.stop_training = True
+
+
+def _current_learning_rate(model: Any) -> float | None:
+    try:
+        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    except Exception:  # noqa: BLE001 - a schedule object or no optimizer: leave it out
+        return None

@@ -1,0 +1,74 @@
+"""What the stage keeps about each trial, next to KerasTuner's own state in the trial folder.
+
+The record survives an interruption (it lives under ``tune.directory``), so the outputs of a
+resumed search still list the trials of earlier sessions, with or without a tracking store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RECORD_NAME = "pipeline_trial.json"
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    status: str = "RUNNING"
+    run_id: str | None = None
+    bracket: int | None = None
+    round: int | None = None
+    continued_from: str | None = None
+    initial_epoch: int = 0
+    target_epochs: int | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)  # {"epoch": absolute, metric: value}
+    seconds: float = 0.0
+    params_count: int | None = None
+    score: float | None = None
+    error: str | None = None
+
+    @property
+    def epochs_trained(self) -> int:
+        return len(self.history)
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        return self.seconds / len(self.history) if self.history else None
+
+    def best_epoch(self, objective: str, direction: str) -> dict[str, float] | None:
+        """The epoch row with the best finite objective (the one KerasTuner scored)."""
+        rows = [r for r in self.history if _finite(r.get(objective))]
+        if not rows:
+            return None
+        pick = max if direction == "max" else min
+        return pick(rows, key=lambda r: r[objective])
+
+    def save(self, trial_dir: str | Path) -> None:
+        path = Path(trial_dir) / RECORD_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), default=_json_default), encoding="utf-8")
+        tmp.replace(path)  # never a half-written record after a kill
+
+    @classmethod
+    def load(cls, trial_dir: str | Path) -> TrialRecord | None:
+        path = Path(trial_dir) / RECORD_NAME
+        if not path.is_file():
+            return None
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)

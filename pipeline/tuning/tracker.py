@@ -1,0 +1,32 @@
+"""What a tuner tells the tracking side about its trials (implemented in ``pipeline.tracking``)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+
+
+class TrialTracker(Protocol):
+    """Per-trial logging; every method takes the run id so any process can log any trial."""
+
+    def start_trial(self, trial_id: str, params: dict[str, Any], tags: dict[str, str]) -> str | None: ...
+
+    def log_epoch(self, run_id: str | None, step: int, metrics: dict[str, float]) -> None: ...
+
+    def end_trial(self, run_id: str | None, status: str, metrics: dict[str, float],
+                  tags: dict[str, str]) -> None: ...
+
+
+class NullTracker:
+    """Records nothing: the same search without tracking (``bench/tracking_overhead.py``)."""
+
+    def start_trial(self, trial_id: str, params: dict[str, Any], tags: dict[str, str]) -> str | None:
+        return None
+
+    def log_epoch(self, run_id: str | None, step: int, metrics: dict[str, float]) -> None:
+        return None
+
+    def end_trial(self, run_id: str | None, status: str, metrics: dict[str, float],
+                  tags: dict[str, str]) -> None:
+        return None

@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny projects in temp folders, a CLI runner, generated images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m pipeline ARGS`` in a subprocess, as a user would run it."""
+    full_env = {**os.environ, "PYTHONPATH": str(cwd), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=full_env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def write_params(project: Path, **sections: dict) -> Path:
+    """Update ``project/params.yaml`` section by section (nested keys merged one level deep)."""
+    path = project / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for name, values in sections.items():
+        if isinstance(values, dict) and isinstance(raw.get(name), dict):
+            raw[name].update(values)
+        else:
+            raw[name] = values
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def copy_project(dest: Path) -> Path:
+    """The project's code and configuration, without generated state."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "pipeline", dest / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("params.yaml", "dvc.yaml", ".gitignore", ".dvcignore"):
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project in a temp folder, made the working directory, with its own MLflow store."""
+    root = copy_project(tmp_path / "project")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    return root
+
+
+@pytest.fixture
+def dvc_project(project: Path) -> Path:
+    """``project`` as a git + DVC repository (DVC analytics off, nothing committed yet)."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                ["git", "config", "user.name", "test"], ["dvc", "init", "-q"],
+                ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=project, check=True, env=env, capture_output=True)
+    return project
+
+
+@pytest.fixture
+def make_images() -> Callable[..., Path]:
+    """Write a folder of class sub-folders with generated PNGs: ``make_images(root, {"a": 5, "b": 5})``."""
+    from PIL import Image
+
+    def make(root: Path, counts: dict[str, int], size: tuple[int, int] = (12, 10), seed: int = 0) -> Path:
+        rng = np.random.default_rng(seed)
+        for index, (name, count) in enumerate(counts.items()):
+            folder = root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                # each class has its own brightness so a model could tell them apart
+                base = 40 + 60 * index
+                pixels = np.clip(base + rng.normal(0, 10, size=size), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels, mode="L").save(folder / f"{name}_{i:03d}.png")
+        return root
+
+    return make

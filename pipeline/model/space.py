@@ -29,7 +29,9 @@ def register(hp: keras_tuner.HyperParameters, name: str, spec: HParam) -> Any:
     if isinstance(spec, Choice):
         if len(spec.choices) == 1:
             return hp.Fixed(name, spec.choices[0])
-        return hp.Choice(name, list(spec.choices), ordered=False)
+        if all(isinstance(c, bool) for c in spec.choices):  # hp.Choice would turn them into 0/1
+            return hp.Boolean(name, default=spec.choices[0])
+        return hp.Choice(name, list(spec.choices))
     if isinstance(spec, Range):
         if _is_int_range(spec):
             step = int(spec.step) if spec.step is not None else 1
@@ -70,7 +72,7 @@ def hyperparameters_from_values(space: SearchSpaceConfig, values: dict[str, Any]
     """
     hp = keras_tuner.HyperParameters()
     declare_hyperparameters(space, hp)
-    missing = [name for name, spec in space_items(space) if name not in values and not isinstance(spec, Fixed)]
+    missing = [name for name, spec in space_items(space) if name not in values and spec.searched]
     if missing:
         raise ValueError(f"hyperparameter values lack searched keys: {', '.join(missing)}")
     for name, spec in space_items(space):

@@ -25,7 +25,7 @@ INTERVAL = (10, 90)  # percentiles of the bootstrap distribution shown as the in
 @dataclass
 class Importance:
     name: str
-    mean: float  # share of the objective's variance lost when the column is shuffled
+    mean: float  # growth of the forest's held-out squared error when the column is shuffled, / variance
     low: float
     high: float
     main_effect: float  # eta squared of the per-choice groups

@@ -21,9 +21,11 @@ from pipeline.errors import PipelineError
 
 HP_PREFIX = "hp."
 REQUIRED_COLUMNS = ("trial_id", "status", "score")
-# KerasTuner statuses of a trial that is still in flight: neither finished nor failed.
-PENDING_STATUSES = frozenset({"RUNNING", "IDLE"})
-FINISHED_STATUSES = frozenset({"COMPLETED", "STOPPED"})
+# Neither finished nor failed: still in flight, or killed by an interrupted search (not the
+# hyperparameters' fault). Statuses are the tune stage's (FINISHED/FAILED/KILLED) or KerasTuner's.
+PENDING_STATUSES = frozenset({"RUNNING", "IDLE", "KILLED", "SCHEDULED"})
+FINISHED_STATUSES = frozenset({"FINISHED", "COMPLETED", "STOPPED"})
+ID_COLUMNS = {"trial_id": str, "continued_from": str}  # "0007" must stay "0007", not 7
 
 
 @dataclass
@@ -73,7 +75,7 @@ def maximized(objective: str) -> bool:
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=ID_COLUMNS)
     except pd.errors.EmptyDataError:
         raise PipelineError(f"{path}: empty file, no {what}; run `python -m pipeline tune` again") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
@@ -106,13 +108,14 @@ def load_trials(path: str | Path, default_objective: str = "val_accuracy") -> Tr
     pending = int(pending_mask.sum())
     table = table[~pending_mask].reset_index(drop=True)
     if table.empty:
-        raise PipelineError(f"{path}: all {pending} trial(s) are still running; no finished or failed trial to report")
+        raise PipelineError(f"{path}: all {pending} trial(s) are running or were killed; no finished or failed "
+                            "trial to report")
     table["finished"] = table["status"].isin(FINISHED_STATUSES) & np.isfinite(table["score"])
     for column in ("accuracy", "val_accuracy", "loss", "val_loss", "epochs_trained", "seconds"):
         if column in table.columns:
             table[column] = pd.to_numeric(table[column], errors="coerce")
     if pending:
-        notes.append(f"{pending} trial(s) still running or idle are left out.")
+        notes.append(f"{pending} trial(s) still running, idle or killed by an interrupted search are left out.")
     return Trials(table=table, objective=objective, maximize=maximized(objective), source=str(path),
                   pending=pending, notes=notes)
 
@@ -123,7 +126,7 @@ def load_history(path: str | Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     try:
-        history = pd.read_csv(path)
+        history = pd.read_csv(path, dtype=ID_COLUMNS)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
         warnings.warn(f"{path}: not readable; the report has no learning curves", stacklevel=2)
         return None

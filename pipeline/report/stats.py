@@ -95,7 +95,8 @@ def _bin_edges(spec: Range, values: pd.Series) -> np.ndarray:
 
 def _bin_labels(edges: np.ndarray) -> list[str]:
     last = len(edges) - 2
-    return [f"[{a:.3g}, {b:.3g}{']' if i == last else ')'}" for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    pairs = enumerate(zip(edges[:-1], edges[1:], strict=True))
+    return [f"[{a:.3g}, {b:.3g}{']' if i == last else ')'}" for i, (a, b) in pairs]
 
 
 def describe_dimension(name: str, spec: HParam, table: pd.DataFrame) -> Dimension:
@@ -115,8 +116,8 @@ def describe_dimension(name: str, spec: HParam, table: pd.DataFrame) -> Dimensio
             edges = _bin_edges(spec, numeric.dropna())
             names = _bin_labels(edges)
             codes = np.clip(np.searchsorted(edges, numeric.to_numpy(), side="right") - 1, 0, len(names) - 1)
-            dim.labels = pd.Series([names[c] if np.isfinite(v) else NOT_SET for c, v in zip(codes, numeric)],
-                                   index=table.index)
+            labels = [names[c] if np.isfinite(v) else NOT_SET for c, v in zip(codes, numeric, strict=True)]
+            dim.labels = pd.Series(labels, index=table.index)
             dim.order = list(names)
             dim.binned = True
     else:

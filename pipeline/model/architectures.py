@@ -1,0 +1,155 @@
+"""Architecture families of the guide's "model selection": plain, vgg, resnet, separable.
+
+``blocks`` counts down-sampling steps; each block halves the feature map (max pooling,
+or a stride-2 convolution in resnet) and doubles the filters. The number of blocks is
+clamped to the halvings the input allows (8x8 -> 3, 32x32 -> 5, 7x5 -> 3 with "same"
+padding rounding up) so that no combination of hyperparameters fails to build; the
+effective depth is part of the model name (``resnet_3blocks``) and given by
+``effective_blocks``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+
+from pipeline.config import ARCHITECTURES, HEADS
+from pipeline.model.initializers import kernel_initializer, layer_seed
+from pipeline.model.regularizers import kernel_regularizer
+
+# Filters double per block up to this width (or the base width when it is larger), so that
+# deep stacks on large inputs stay trainable in memory.
+MAX_DOUBLED_FILTERS = 512
+
+
+def downsampling_steps(input_shape: tuple[int, ...]) -> int:
+    """How many times the smaller spatial side can be halved (rounding up) before reaching 1."""
+    size, steps = min(int(input_shape[0]), int(input_shape[1])), 0
+    while size > 1:
+        size = math.ceil(size / 2)
+        steps += 1
+    return steps
+
+
+def effective_blocks(blocks: int, input_shape: tuple[int, ...]) -> int:
+    """The requested ``blocks`` clamped to the input (at least one block, maybe without down-sampling)."""
+    return max(1, min(int(blocks), downsampling_steps(input_shape)))
+
+
+def block_filters(filters: int, index: int) -> int:
+    return min(int(filters) * 2**index, max(int(filters), MAX_DOUBLED_FILTERS))
+
+
+class _Layers:
+    """Makes the layers of one model: seeded initializers, the shared regularizer and activation."""
+
+    def __init__(self, values: dict[str, Any], seed: int) -> None:
+        self.values = values
+        self.seed = seed
+        self.count = 0
+        self.batch_norm = bool(values["batch_norm"])
+        self.activation = values["activation"]
+        self.kernel_size = int(values["kernel_size"])
+
+    def _init(self) -> keras.initializers.Initializer:
+        self.count += 1
+        return kernel_initializer(self.values["init"], layer_seed(self.seed, self.count),
+                                  float(self.values["init_stddev"]))
+
+    def _reg(self) -> keras.regularizers.Regularizer | None:
+        return kernel_regularizer(self.values["regularizer"], float(self.values["reg_strength"]))
+
+    def conv(self, x: Any, filters: int, kernel_size: int | None = None, strides: int = 1) -> Any:
+        return keras.layers.Conv2D(filters, kernel_size or self.kernel_size, strides=strides, padding="same",
+                                   use_bias=not self.batch_norm, kernel_initializer=self._init(),
+                                   kernel_regularizer=self._reg())(x)
+
+    def separable_conv(self, x: Any, filters: int) -> Any:
+        return keras.layers.SeparableConv2D(
+            filters, self.kernel_size, padding="same", use_bias=not self.batch_norm,
+            depthwise_initializer=self._init(), pointwise_initializer=self._init(),
+            depthwise_regularizer=self._reg(), pointwise_regularizer=self._reg())(x)
+
+    def dense(self, x: Any, units: int, activation: str | None = None) -> Any:
+        return keras.layers.Dense(units, activation=activation, kernel_initializer=self._init(),
+                                  kernel_regularizer=self._reg())(x)
+
+    def norm(self, x: Any) -> Any:
+        return keras.layers.BatchNormalization()(x) if self.batch_norm else x
+
+    def act(self, x: Any) -> Any:
+        return keras.layers.Activation(self.activation)(x)
+
+    def dropout(self, x: Any) -> Any:
+        rate = float(self.values["dropout"])
+        if rate <= 0:
+            return x
+        self.count += 1
+        return keras.layers.Dropout(rate, seed=layer_seed(self.seed, self.count))(x)
+
+
+def _pool(x: Any, downsample: bool) -> Any:
+    return keras.layers.MaxPooling2D(2, padding="same")(x) if downsample else x
+
+
+def _plain(make: _Layers, x: Any, filters: int, downsample: bool) -> Any:
+    return _pool(make.act(make.norm(make.conv(x, filters))), downsample)
+
+
+def _vgg(make: _Layers, x: Any, filters: int, downsample: bool) -> Any:
+    x = make.act(make.norm(make.conv(x, filters)))
+    x = make.act(make.norm(make.conv(x, filters)))
+    return _pool(x, downsample)
+
+
+def _separable(make: _Layers, x: Any, filters: int, downsample: bool) -> Any:
+    return _pool(make.act(make.norm(make.separable_conv(x, filters))), downsample)
+
+
+def _residual(make: _Layers, x: Any, filters: int, downsample: bool) -> Any:
+    strides = 2 if downsample else 1
+    y = make.act(make.norm(make.conv(x, filters, strides=strides)))
+    y = make.norm(make.conv(y, filters))
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:  # projection shortcut
+        shortcut = make.norm(make.conv(x, filters, kernel_size=1, strides=strides))
+    return make.act(keras.layers.Add()([y, shortcut]))
+
+
+_BLOCKS = {"plain": _plain, "vgg": _vgg, "separable": _separable, "resnet": _residual}
+
+
+def build_network(values: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+                  seed: int = 42) -> keras.Model:
+    """The (uncompiled) classifier for hyperparameter ``values``; softmax over ``num_classes``."""
+    architecture, head = values["architecture"], values["head"]
+    if architecture not in _BLOCKS:
+        raise ValueError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; allowed: {', '.join(HEADS)}")
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) == 2:
+        input_shape = (*input_shape, 1)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width[, channels]), got {input_shape}")
+
+    make = _Layers(values, seed)
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    depth = effective_blocks(int(values["blocks"]), input_shape)
+    if architecture == "resnet":  # a stem so the first residual block has features to add
+        x = make.act(make.norm(make.conv(x, block_filters(values["filters"], 0))))
+    size = min(input_shape[:2])
+    for index in range(depth):
+        downsample = size > 1
+        x = _BLOCKS[architecture](make, x, block_filters(values["filters"], index), downsample)
+        size = math.ceil(size / 2) if downsample else size
+
+    x = keras.layers.GlobalAveragePooling2D()(x) if head == "gap" else keras.layers.Flatten()(x)
+    x = make.dropout(x)
+    if int(values["dense_units"]) > 0:
+        x = make.dropout(make.act(make.dense(x, int(values["dense_units"]))))
+    outputs = make.dense(x, int(num_classes), activation="softmax")
+    return keras.Model(inputs, outputs, name=f"{architecture}_{depth}blocks")

@@ -1,0 +1,29 @@
+"""DVC stage ``report``: the trials of ``tune`` -> results/report/ (and the search's MLflow run)."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.paths import BEST_HPARAMS_FILE, META_FILE, REPORT_DIR, TRIALS_FILE, TUNE_HISTORY_FILE
+
+
+def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 - pipeline.config.Params
+    from pipeline.report import Inputs, build_report
+    from pipeline.report.load import load_json
+    from pipeline.tracking.report_artifacts import log_report
+
+    summary = build_report(
+        params.search_space,
+        min_trials=params.report.min_trials_per_choice,
+        top_trials=params.report.top_trials,
+        inputs=Inputs(TRIALS_FILE, TUNE_HISTORY_FILE, BEST_HPARAMS_FILE, META_FILE),
+        out_dir=REPORT_DIR,
+        default_objective=params.tune.objective,
+        seed=params.seed,
+    )
+    print(f"report: {summary['trials']} trials ({summary['finished']} finished, {summary['failed']} failed) "
+          f"-> {REPORT_DIR}/report.html")
+    for answer in summary["answers"].values():
+        print(f"  {answer['question']} {answer['verdict']}")
+    log_report(params, load_json(BEST_HPARAMS_FILE).get("search_run_id"), REPORT_DIR)
+    return 0

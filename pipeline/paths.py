@@ -14,6 +14,8 @@ TUNE_DIR = Path("results/tune")
 BEST_HPARAMS_FILE = TUNE_DIR / "best_hparams.json"
 TRIALS_FILE = TUNE_DIR / "trials.csv"
 TUNE_METRICS_FILE = TUNE_DIR / "metrics.json"
+TUNE_HISTORY_FILE = TUNE_DIR / "history.csv"
+SUMMARY_PLOT = TUNE_DIR / "summary.png"
 
 MODEL_DIR = Path("models")
 MODEL_FILE = MODEL_DIR / "model.keras"

@@ -1,0 +1,143 @@
+"""The ``tune`` stage: a KerasTuner search over ``search_space``, every trial a nested MLflow run.
+
+Outputs (dvc.yaml): best_hparams.json, trials.csv, history.csv, summary.png, metrics.json;
+the tuner's state stays under ``tune.directory`` (persist: true) so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline import paths
+from pipeline.errors import ConfigError, PipelineError
+
+
+def run(params: Any, args: argparse.Namespace) -> int:
+    workers = getattr(args, "workers", None) or params.tune.workers
+    if workers > 1:
+        raise ConfigError(f"tune.workers = {workers}: a distributed search (workers > 1) is not supported yet; "
+                          "set tune.workers: 1 (or drop --workers)")
+    from pipeline.tracking.store import configure
+
+    tracking_uri = configure(params)  # fails in seconds if the tracking server is down
+
+    from pipeline.data.store import load_meta, load_split
+    from pipeline.model.hypermodel import CNNHyperModel
+
+    meta = load_meta(paths.PROCESSED_DIR)
+    x, y = load_split(paths.PROCESSED_DIR, "train")
+    x_val, y_val = load_split(paths.PROCESSED_DIR, "validation")
+    hypermodel = CNNHyperModel(space=params.search_space, input_shape=tuple(meta["input_shape"]),
+                               num_classes=meta["num_classes"], seed=params.seed,
+                               total_epochs=params.tune.max_epochs)
+    with sigterm_as_interrupt():
+        tune(params, hypermodel, (x, y, x_val, y_val), meta["fingerprint"], tracking_uri=tracking_uri,
+             hp_names=list(type(params.search_space).model_fields), out_dir=paths.TUNE_DIR)
+    return 0
+
+
+def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerprint: str, *,
+         tracking_uri: str | None, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR) -> dict[str, Any]:
+    """Run or resume the search, log it to MLflow (``tracking_uri`` None: no tracking), write the outputs."""
+    import keras
+
+    from pipeline.tuning.identity import flatten, search_definition, search_hash
+    from pipeline.tuning.results import (
+        best_hparams,
+        search_metrics,
+        trial_rows,
+        write_history_csv,
+        write_json,
+        write_summary_plot,
+        write_trials_csv,
+    )
+    from pipeline.tuning.search import collect_records, ended_run_statuses, run_search
+    from pipeline.tuning.tracker import NullTracker
+    from pipeline.tuning.tuners import make_tuner
+
+    keras.utils.set_random_seed(params.seed)
+    digest = search_hash(params, fingerprint)
+    search_run = None
+    tracker: Any = NullTracker()
+    if tracking_uri is not None:
+        from pipeline.tracking.runs import SearchRun
+
+        definition = search_definition(params, fingerprint)
+        run_params = {**flatten("tune", definition["tune"]), **flatten("search_space", definition["search_space"]),
+                      "seed": str(params.seed)}
+        search_run = SearchRun.open(
+            tracking_uri, params.mlflow.experiment, digest, tuner=params.tune.tuner, resume=params.tune.resume,
+            params=run_params, tags={"data_fingerprint": fingerprint},
+            dataset=(data[0], data[1], fingerprint, str(Path(paths.PROCESSED_DIR).resolve())),
+        )
+        tracker = search_run.trial_logger()
+    tuner = make_tuner(params.tune, hypermodel, seed=params.seed, project_name=f"search-{digest}",
+                       tracker=tracker, hp_names=hp_names)
+    if search_run is not None and search_run.resumed:
+        tracker.close_leftover_runs(ended_run_statuses(collect_records(tuner)))
+    try:
+        result = run_search(tuner, params.tune, data)
+    except KeyboardInterrupt:
+        if search_run is not None:
+            search_run.abort("KILLED", "interrupted; rerun to resume")
+        raise
+    except RuntimeError as error:  # KerasTuner: too many consecutive failed trials
+        if search_run is not None:
+            search_run.abort("FAILED", str(error))
+        raise PipelineError(f"the search stopped: {str(error).strip().splitlines()[0]}") from None
+    except BaseException as error:
+        if search_run is not None:
+            search_run.abort("FAILED", f"{type(error).__name__}: {error}")
+        raise
+
+    objective = params.tune.objective
+    names = hp_names or sorted({k for r in result.records for k in r.values})
+    out_dir = Path(out_dir)
+    trials_file, history_file = out_dir / paths.TRIALS_FILE.name, out_dir / paths.TUNE_HISTORY_FILE.name
+    plot_file = out_dir / paths.SUMMARY_PLOT.name
+    write_trials_csv(trials_file, trial_rows(result.records, objective, names), names)
+    write_history_csv(history_file, result.records)
+    write_summary_plot(plot_file, result.records, objective)
+    metrics = search_metrics(result.records, objective, result.wall_seconds)
+    write_json(out_dir / paths.TUNE_METRICS_FILE.name, metrics)
+    if result.best is None:
+        if search_run is not None:
+            search_run.abort("FAILED", "no trial finished")
+        raise PipelineError(f"no trial finished ({metrics['failed']} failed); see {trials_file} for the errors")
+    best = best_hparams(result.best, objective, tuner=params.tune.tuner,
+                        search_run_id=search_run.run_id if search_run else None,
+                        data_fingerprint=fingerprint, search_hash=digest)
+    write_json(out_dir / paths.BEST_HPARAMS_FILE.name, best)
+    if search_run is not None:
+        search_run.finish(
+            metrics={"best_objective": metrics["best_objective"], "trials": metrics["trials"],
+                     "completed": metrics["completed"], "failed": metrics["failed"],
+                     "wall_seconds": metrics["wall_seconds"]},
+            tags={"best_trial_id": result.best.trial_id, "best_epochs": best["epochs"],
+                  **{f"best.{k}": v for k, v in result.best.values.items()}},
+            artifacts=[trials_file, history_file, plot_file, out_dir / paths.BEST_HPARAMS_FILE.name],
+        )
+    print(f"best trial {result.best.trial_id}: {objective} {result.best.score:.4f} "
+          f"({metrics['completed']} finished, {metrics['failed']} failed, {metrics['wall_seconds']:.0f} s)")
+    return best
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """`kill` (SIGTERM) ends the search like Ctrl-C: the running trial's run is marked KILLED."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,169 @@
+"""The run layout of a search: a parent run per search, a nested child run per trial.
+
+Everything goes through an explicit ``MlflowClient`` and run ids (no fluent active run), so a
+trial can be logged from any process that knows the tracking URI and the parent run id.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
+
+from pipeline.errors import TrackingError
+
+SEARCH_HASH_TAG = "search_hash"
+RUN_TYPE_TAG = "run_type"
+MAX_BATCH = 100  # MLflow's log_batch accepts at most 100 params per call
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TrialRunLogger:
+    """``pipeline.tuning.tracker.TrialTracker`` on MLflow: child runs of ``parent_run_id``."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, search_hash: str) -> None:
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id, self.parent_run_id, self.search_hash = experiment_id, parent_run_id, search_hash
+
+    def start_trial(self, trial_id: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        run_tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, RUN_TYPE_TAG: "trial",
+                    SEARCH_HASH_TAG: self.search_hash, **tags}
+        run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=f"trial-{trial_id}")
+        run_id = run.info.run_id
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), MAX_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + MAX_BATCH])
+        return run_id
+
+    def log_epoch(self, run_id: str | None, step: int, metrics: dict[str, float]) -> None:
+        if run_id is None:
+            return
+        stamp = _now_ms()
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()])
+
+    def end_trial(self, run_id: str | None, status: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
+        if run_id is None:
+            return
+        stamp = _now_ms()
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
+                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.set_terminated(run_id, status=status)
+
+    def trial_runs(self) -> list[Any]:
+        """All child runs of the search (every status), oldest first."""
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{self.parent_run_id}'",
+            max_results=50000, order_by=["attribute.start_time ASC"],
+        )
+
+    def close_leftover_runs(self, ended: dict[str, str]) -> int:
+        """Child runs left RUNNING by a kill: the status the trial reached (``ended[run_id]``) or KILLED."""
+        count = 0
+        for run in self.trial_runs():
+            if run.info.status == "RUNNING":
+                status = ended.get(run.info.run_id, "KILLED")
+                if status == "KILLED":
+                    self.client.set_tag(run.info.run_id, "error", "interrupted (found running on resume)")
+                self.client.set_terminated(run.info.run_id, status=status)
+                count += 1
+        return count
+
+
+class SearchRun:
+    """The parent run of one search, created or (on resume) found again by its search hash."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, run_id: str, search_hash: str, resumed: bool) -> None:
+        self.tracking_uri, self.experiment_id, self.run_id = tracking_uri, experiment_id, run_id
+        self.search_hash, self.resumed = search_hash, resumed
+        self.client = MlflowClient(tracking_uri)
+
+    @classmethod
+    def open(cls, tracking_uri: str, experiment_name: str, search_hash: str, *, tuner: str, resume: bool,
+             params: dict[str, str], tags: dict[str, str], dataset: tuple[Any, Any, str, str] | None = None,
+             ) -> SearchRun:
+        """Reuse the newest parent run tagged with ``search_hash`` if ``resume``, else start one.
+
+        ``dataset``: ``(x, y, fingerprint, source)`` logged as the run's training input.
+        """
+        client = MlflowClient(tracking_uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            raise TrackingError(f"MLflow experiment {experiment_name!r} not found in {tracking_uri}")
+        experiment_id = experiment.experiment_id
+        if resume:
+            found = client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.{SEARCH_HASH_TAG} = '{search_hash}' and tags.{RUN_TYPE_TAG} = 'search'",
+                max_results=1, order_by=["attribute.start_time DESC"],
+            )
+            if found:
+                run_id = found[0].info.run_id
+                client.update_run(run_id, status="RUNNING")
+                return cls(tracking_uri, experiment_id, run_id, search_hash, resumed=True)
+        run_tags = {RUN_TYPE_TAG: "search", SEARCH_HASH_TAG: search_hash, "tuner": tuner, **tags}
+        commit = git_commit()
+        if commit:
+            run_tags[MLFLOW_GIT_COMMIT] = commit
+        name = f"search-{tuner}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_id = client.create_run(experiment_id, tags=run_tags, run_name=name).info.run_id
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), MAX_BATCH):
+            client.log_batch(run_id, params=items[start : start + MAX_BATCH])
+        if dataset is not None:
+            _log_dataset(client, run_id, *dataset)
+        return cls(tracking_uri, experiment_id, run_id, search_hash, resumed=False)
+
+    def trial_logger(self) -> TrialRunLogger:
+        return TrialRunLogger(self.tracking_uri, self.experiment_id, self.run_id, self.search_hash)
+
+    def finish(self, metrics: dict[str, float], tags: dict[str, str], artifacts: Iterable[Path],
+               status: str = "FINISHED") -> None:
+        stamp = _now_ms()
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
+                              tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        for path in artifacts:
+            if Path(path).is_file():
+                self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, status=status)
+
+    def abort(self, status: str = "KILLED", error: str | None = None) -> None:
+        if error:
+            self.client.set_tag(self.run_id, "error", error[:5000])
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def _log_dataset(client: MlflowClient, run_id: str, x: Any, y: Any, fingerprint: str, source: str) -> None:
+    import warnings
+
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    with warnings.catch_warnings():  # a local path matches two equivalent source types; either is right
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        dataset = mlflow.data.from_numpy(features=x, targets=y, source=source,
+                                         name=f"train-{fingerprint[:12]}", digest=fingerprint[:32])
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
+                                                     tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])])
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def experiment_id_of(tracking_uri: str, name: str) -> str | None:
+    experiment = MlflowClient(tracking_uri).get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else None

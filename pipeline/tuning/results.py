@@ -1,0 +1,135 @@
+"""The tune stage's files: trials.csv, history.csv, best_hparams.json, metrics.json, summary.png."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pipeline.tuning.records import EPOCH_METRICS, TrialRecord
+from pipeline.tuning.tracker import FAILED, FINISHED
+
+TRIAL_COLUMNS = (
+    "trial_id", "status", "score", "objective", "bracket", "round", "continued_from", "initial_epoch",
+    "target_epochs", "epochs_trained", "best_epoch", "seconds", "seconds_per_epoch", "params_count", "run_id",
+    "accuracy", "val_accuracy", "loss", "val_loss",
+)
+HISTORY_COLUMNS = ("trial_id", "epoch", *EPOCH_METRICS)
+
+
+def direction_of(objective: str) -> str:
+    return "min" if objective.endswith("loss") else "max"
+
+
+def trial_rows(records: list[TrialRecord], objective: str, hp_names: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for r in records:
+        best = r.best_epoch(objective, direction_of(objective)) if r.status == FINISHED else None
+        row: dict[str, Any] = {
+            "trial_id": r.trial_id, "status": r.status, "score": r.score, "objective": objective,
+            "bracket": r.bracket, "round": r.round, "continued_from": r.continued_from,
+            "initial_epoch": r.initial_epoch, "target_epochs": r.target_epochs,
+            "epochs_trained": r.epochs_trained, "best_epoch": best["epoch"] if best else None,
+            "seconds": round(r.seconds, 3), "seconds_per_epoch": _round(r.seconds_per_epoch),
+            "params_count": r.params_count, "run_id": r.run_id,
+        }
+        for metric in ("accuracy", "val_accuracy", "loss", "val_loss"):
+            row[metric] = best.get(metric) if best else None
+        for name in hp_names:
+            row[f"hp.{name}"] = r.values.get(name)
+        rows.append(row)
+    return rows
+
+
+def best_record(records: list[TrialRecord], objective: str) -> TrialRecord | None:
+    scored = [r for r in records if r.status == FINISHED and r.score is not None and math.isfinite(r.score)]
+    if not scored:
+        return None
+    pick = max if direction_of(objective) == "max" else min
+    return pick(scored, key=lambda r: r.score)
+
+
+def write_trials_csv(path: Path, rows: list[dict[str, Any]], hp_names: list[str]) -> None:
+    _write_csv(path, [*TRIAL_COLUMNS, *(f"hp.{n}" for n in hp_names)], rows)
+
+
+def write_history_csv(path: Path, records: list[TrialRecord]) -> None:
+    rows = [{"trial_id": r.trial_id, **epoch} for r in records for epoch in r.history]
+    _write_csv(path, HISTORY_COLUMNS, rows)
+
+
+def best_hparams(best: TrialRecord, objective: str, **context: Any) -> dict[str, Any]:
+    """What ``train`` consumes; ``epochs`` = epochs up to and including the best one (absolute)."""
+    epoch = best.best_epoch(objective, direction_of(objective))
+    epochs = int(epoch["epoch"]) + 1 if epoch else best.initial_epoch + best.epochs_trained
+    return {"trial_id": best.trial_id, "objective": objective, "score": best.score, "values": best.values,
+            "epochs": epochs, **context}
+
+
+def search_metrics(records: list[TrialRecord], objective: str, wall_seconds: float) -> dict[str, Any]:
+    best = best_record(records, objective)
+    return {
+        "best_objective": best.score if best else None,
+        "objective": objective,
+        "trials": len(records),
+        "completed": sum(r.status == FINISHED for r in records),
+        "failed": sum(r.status == FAILED for r in records),
+        "wall_seconds": round(wall_seconds, 2),
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=_plain) + "\n", encoding="utf-8")
+
+
+def write_summary_plot(path: Path, records: list[TrialRecord], objective: str) -> None:
+    """Left: each trial's score in run order with the best so far; right: the objective per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    pick = max if direction_of(objective) == "max" else min
+    xs, ys, best_so_far = [], [], []
+    for i, r in enumerate(records):
+        if r.score is not None:
+            xs.append(i)
+            ys.append(r.score)
+            best_so_far.append(pick(ys))
+    left.scatter(xs, ys, s=14, label="trial score")
+    left.step(xs, best_so_far, where="post", color="C3", label="best so far")
+    failed = [i for i, r in enumerate(records) if r.status != FINISHED]
+    if failed:
+        left.scatter(failed, [min(ys) if ys else 0] * len(failed), marker="x", color="k", label="failed")
+    left.set(xlabel="trial (run order)", ylabel=objective, title="search progress")
+    left.legend(loc="best", fontsize=8)
+    for r in records:
+        points = [(e["epoch"], e[objective]) for e in r.history if objective in e]
+        if points:
+            right.plot([p[0] + 1 for p in points], [p[1] for p in points], lw=0.8, alpha=0.6)
+    right.set(xlabel="epoch", ylabel=objective, title=f"{objective} per epoch, all trials")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _write_csv(path: Path, columns: Any, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)

@@ -1,0 +1,159 @@
+"""KerasTuner tuners that report every trial to a ``TrialTracker`` and keep a ``TrialRecord``.
+
+The mixin hooks KerasTuner's own trial life cycle: ``on_trial_begin`` opens the trial's run,
+``_build_and_fit_model`` adds the per-epoch recorder and NaN guard, ``on_trial_end`` closes the
+run with the status the oracle settled on (COMPLETED -> FINISHED, otherwise FAILED).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras_tuner as kt
+
+from pipeline.tuning.callbacks import EpochRecorder, NanGuard
+from pipeline.tuning.records import TrialRecord
+from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NullTracker, TrialTracker
+
+TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
+
+
+class TrackedTunerMixin:
+    """Put before a ``kt.Tuner`` subclass: ``class X(TrackedTunerMixin, kt.Hyperband)``."""
+
+    def __init__(self, *args: Any, tracker: TrialTracker | None = None, hp_names: list[str] | None = None,
+                 on_trial_done: Callable[[TrialRecord], None] | None = None, **kwargs: Any) -> None:
+        self.tracker: TrialTracker = tracker or NullTracker()
+        self.hp_names = hp_names
+        self.on_trial_done = on_trial_done
+        self.default_epochs: int | None = None
+        self._active: TrialRecord | None = None
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------ life cycle
+    def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+        super().on_trial_begin(trial)
+        values = trial.hyperparameters.values
+        record = TrialRecord(
+            trial_id=trial.trial_id,
+            bracket=values.get("tuner/bracket"),
+            round=values.get("tuner/round"),
+            continued_from=values.get("tuner/trial_id"),
+            initial_epoch=int(values.get("tuner/initial_epoch", 0)),
+            target_epochs=int(values.get("tuner/epochs", self.default_epochs or 0)) or None,
+            values=self.trial_values(trial),
+        )
+        record.run_id = self.tracker.start_trial(trial.trial_id, record.values, trial_tags(record))
+        record.save(self.get_trial_dir(trial.trial_id))
+        self._active = record
+
+    def _build_and_fit_model(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        record = self._active
+        guard = NanGuard()
+        extra = [guard] if record is None else [guard, EpochRecorder(record, self.tracker, record.run_id)]
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + extra
+        results = super()._build_and_fit_model(trial, *args, **kwargs)
+        if guard.nan_at is not None:
+            raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {guard.nan_at}")
+        return results
+
+    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        try:
+            super().on_trial_end(trial)  # the oracle scores it (and may stop the search)
+        finally:
+            self._close_active(self.oracle.trials.get(trial.trial_id, trial))
+
+    def abort_active_trial(self, status: str = KILLED, reason: str = "interrupted") -> None:
+        """End the running trial's run now (Ctrl-C, SIGTERM: KILLED); KerasTuner retries it on resume."""
+        record, self._active = self._active, None
+        if record is None:
+            return
+        record.status, record.error = status, reason[:500]
+        record.save(self.get_trial_dir(record.trial_id))
+        self.tracker.end_trial(record.run_id, status, {}, {"error": record.error})
+
+    # ------------------------------------------------------------------ helpers
+    def trial_values(self, trial: kt.engine.trial.Trial) -> dict[str, Any]:
+        """The trial's hyperparameters under their search-space names, the same keys every trial."""
+        values = trial.hyperparameters.values
+        names = self.hp_names or [n for n in values if n not in TUNER_KEYS]
+        return {name: values.get(name, "n/a") for name in names}
+
+    def _close_active(self, trial: kt.engine.trial.Trial) -> None:
+        record, self._active = self._active, None
+        if record is None or record.trial_id != trial.trial_id:
+            return
+        ok = trial.status == kt.engine.trial.TrialStatus.COMPLETED
+        score = trial.score if ok else None
+        record.status = FINISHED if ok else FAILED
+        record.score = float(score) if score is not None and math.isfinite(score) else None
+        record.error = None if ok else last_line(trial.message)
+        record.save(self.get_trial_dir(trial.trial_id))
+        metrics = {"epochs_trained": float(record.epochs_trained), "seconds": record.seconds}
+        if record.score is not None:
+            metrics["score"] = record.score
+        if record.seconds_per_epoch is not None:
+            metrics["seconds_per_epoch"] = record.seconds_per_epoch
+        if record.params_count is not None:
+            metrics["params_count"] = float(record.params_count)
+        self.tracker.end_trial(record.run_id, record.status, metrics,
+                               {"error": record.error} if record.error else {})
+        if self.on_trial_done is not None:
+            self.on_trial_done(record)
+
+
+def trial_tags(record: TrialRecord) -> dict[str, str]:
+    tags = {"trial_id": record.trial_id, "initial_epoch": str(record.initial_epoch)}
+    optional = {"bracket": record.bracket, "round": record.round, "continued_from": record.continued_from,
+                "target_epochs": record.target_epochs}
+    tags.update({k: str(v) for k, v in optional.items() if v is not None})
+    return tags
+
+
+def last_line(message: str | None, limit: int = 500) -> str:
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "the trial failed")[:limit]
+
+
+class TrackedHyperband(TrackedTunerMixin, kt.Hyperband):
+    pass
+
+
+class TrackedRandomSearch(TrackedTunerMixin, kt.RandomSearch):
+    pass
+
+
+class TrackedBayesianOptimization(TrackedTunerMixin, kt.BayesianOptimization):
+    pass
+
+
+def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name: str,
+               tracker: TrialTracker | None = None, hp_names: list[str] | None = None,
+               on_trial_done: Callable[[TrialRecord], None] | None = None) -> TrackedTunerMixin:
+    """A tracked tuner from the ``tune`` section (``pipeline.config.TuneConfig``)."""
+    common = dict(
+        hypermodel=hypermodel, objective=tune.objective, seed=seed,
+        max_consecutive_failed_trials=tune.max_consecutive_failed_trials,
+        directory=tune.directory, project_name=project_name, overwrite=not tune.resume,
+        tracker=tracker, hp_names=hp_names, on_trial_done=on_trial_done,
+    )
+    if tune.tuner == "hyperband":
+        tuner = TrackedHyperband(max_epochs=tune.max_epochs, factor=tune.factor,
+                                 hyperband_iterations=tune.hyperband_iterations, **common)
+    elif tune.tuner == "random":
+        tuner = TrackedRandomSearch(max_trials=tune.max_trials, **common)
+    else:
+        tuner = TrackedBayesianOptimization(max_trials=tune.max_trials, **common)
+    tuner.default_epochs = tune.max_epochs
+    return tuner
+
+
+def expected_trials(tuner: Any, tune: Any) -> int:
+    """About how many trials the whole search runs (Hyperband: the sum of its bracket sizes)."""
+    if tune.tuner != "hyperband":
+        return tune.max_trials
+    oracle = tuner.oracle
+    per_iteration = sum(oracle._get_size(b, r) for b in range(oracle._get_num_brackets()) for r in range(b + 1))
+    return per_iteration * tune.hyperband_iterations

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         child = sub.add_parser(command.name, help=command.help, description=command.help)
-        child.add_argument("--params", default="params.yaml", metavar="FILE", help="parameters file (default: %(default)s)")
+        child.add_argument("--params", default="params.yaml", metavar="FILE",
+                           help="parameters file (default: %(default)s)")
         child.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                            help="override one parameter for this run, e.g. -S tune.max_epochs=3 (repeatable)")
         if command.add_arguments:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 Kind = Literal["str", "int", "float", "bool"]
 
@@ -57,7 +57,7 @@ class Range:
         return out
 
 
-HParam = Union[Fixed, Choice, Range]
+HParam = Fixed | Choice | Range
 
 _RANGE_KEYS = {"min", "max", "sampling", "step"}
 
@@ -124,7 +124,7 @@ def parse_hparam(value: Any, *, kind: Kind, allowed: tuple[Any, ...] | None = No
             return Choice(coerced)
         if keys & _RANGE_KEYS and keys <= _RANGE_KEYS:
             if kind not in ("int", "float"):
-                raise ValueError(f"a {{min, max}} range needs a numeric key; use choices: [...] instead")
+                raise ValueError("a {min, max} range needs a numeric key; use choices: [...] instead")
             if not {"min", "max"} <= keys:
                 raise ValueError("a range needs both min and max")
             lo, hi = _coerce(value["min"], kind), _coerce(value["max"], kind)

@@ -25,6 +25,8 @@ TRAIN_RUN_FILE = TRAIN_DIR / "run.json"
 
 EVALUATE_DIR = Path("results/evaluate")
 EVALUATE_METRICS_FILE = EVALUATE_DIR / "metrics.json"
+CONFUSION_CSV = EVALUATE_DIR / "confusion.csv"
+CONFUSION_PNG = EVALUATE_DIR / "confusion.png"
 
 REGISTER_DIR = Path("results/register")
 REGISTERED_MODEL_FILE = REGISTER_DIR / "model.json"

@@ -88,7 +88,7 @@ def test_image_folders_with_corrupt_file(tmp_path: Path, make_images) -> None:
 )
 def test_image_folder_layout_errors(tmp_path: Path, make_images, layout: dict, message: str) -> None:
     root = make_images(tmp_path / "raw", layout)
-    for name, count in layout.items():
+    for name in layout:
         (root / name).mkdir(exist_ok=True)
     with pytest.raises(DataError, match=message):
         images.load_image_folders(root, (8, 8), "grayscale", "error")

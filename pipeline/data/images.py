@@ -69,7 +69,7 @@ def load_image_folders(root: str | Path, size: tuple[int, int], color_mode: str,
                             "Fix or remove them, or set data.on_bad_image: skip")
         print(f"warning: skipped {len(bad_all)} unreadable image file(s): {listing}", file=sys.stderr)
     counts = np.bincount(np.asarray(ys, dtype=np.int64), minlength=len(class_dirs))
-    for class_dir, count in zip(class_dirs, counts):
+    for class_dir, count in zip(class_dirs, counts, strict=True):
         if count == 0:
             raise DataError(f"data.images_dir: class folder {class_dir} has no readable images")
     return RawDataset(x=np.stack(xs).astype(np.float32), y=np.asarray(ys, dtype=np.int64),

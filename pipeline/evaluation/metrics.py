@@ -40,7 +40,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: S
         "precision_macro": float(precision),
         "recall_macro": float(recall),
         "f1_macro": float(f1),
-        "f1_per_class": {str(name): float(value) for name, value in zip(class_names, per_class)},
+        "f1_per_class": {str(name): float(value) for name, value in zip(class_names, per_class, strict=True)},
         "test_samples": int(len(y_true)),
     }
 

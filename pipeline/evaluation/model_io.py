@@ -27,3 +27,21 @@ def load_model_file(path: Path) -> Any:
         return keras.saving.load_model(path)
     except Exception as error:  # noqa: BLE001 - a broken file shows up as many exception types
         raise PipelineError(f"{path}: cannot load the Keras model ({type(error).__name__}: {error})") from None
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 of a model's architecture and weights (not of the file: ``.keras`` zips carry save times).
+
+    A model retrained to the same weights gets the same fingerprint, so register can reuse its version.
+    """
+    import hashlib
+    import json
+
+    import numpy as np
+
+    digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    for weight in model.weights:
+        array = np.ascontiguousarray(np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight))
+        digest.update(f"{weight.path}:{array.dtype}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

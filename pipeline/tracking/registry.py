@@ -2,16 +2,14 @@
 
 Aliases, not the deprecated stages: ``challenger`` (the last registered model),
 ``champion`` (what ``predict`` serves by default) and ``previous-champion`` (where
-``rollback`` goes). A version is found again by the SHA-256 of its ``model.keras``
-so that registering an unchanged model reuses its version instead of adding one.
+``rollback`` goes). A version is found again by the SHA-256 of its architecture and
+weights, so that registering an unchanged model reuses its version instead of adding one.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +19,7 @@ from pipeline.errors import TrackingError
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
-CONTENT_HASH_TAG = "model_sha256"
+CONTENT_HASH_TAG = "model_content_sha256"
 MODEL_ARTIFACT = "model"
 # The data description travels in the MLmodel file (``metadata``) so that predict
 # preprocesses images like the training data without the repository's data/processed.
@@ -39,14 +37,6 @@ class Version:
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _client():  # noqa: ANN202 - mlflow.MlflowClient, imported lazily
@@ -75,7 +65,7 @@ def registered_model_exists(name: str) -> bool:
 
 
 def find_version_by_hash(name: str, content_hash: str) -> Version | None:
-    """The newest version of ``name`` registered from a model file with this SHA-256."""
+    """The newest version of ``name`` tagged with this content hash (architecture and weights)."""
     if not registered_model_exists(name):
         return None
     found = _client().search_model_versions(

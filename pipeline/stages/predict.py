@@ -1,0 +1,74 @@
+"""``predict``: classify image files with a registered model (or a ``.keras`` file).
+
+Images are preprocessed exactly like the model's training data: the data description
+(input shape, pixel scale, normalization, class names) is read from the model's MLflow
+metadata, or from ``data/processed/meta.json`` for a plain ``.keras`` file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import paths
+from pipeline.errors import PipelineError
+
+
+def load_images(image_paths: list[str], meta: dict[str, Any]) -> tuple[np.ndarray, list[Path]]:
+    """The one place predict reads images: the data package's own preprocessing."""
+    from pipeline.data.images import load_for_prediction
+
+    return load_for_prediction([Path(p) for p in image_paths], meta)
+
+
+def _load_model(uri: str) -> tuple[Any, dict[str, Any]]:
+    """(Keras model, data description) for a registry/run URI or a ``.keras`` file."""
+    from pipeline.evaluation.model_io import load_model_file, register_custom_objects
+
+    if uri.endswith(".keras") and "://" not in uri:
+        from pipeline.data.store import load_meta
+
+        return load_model_file(Path(uri)), load_meta(paths.PROCESSED_DIR)
+    if not uri.startswith(("models:/", "runs:/")):
+        raise PipelineError(f"--model {uri}: expected models:/<name>@<alias>, models:/<name>/<version>, "
+                            "runs:/<run id>/model or a .keras file")
+    from pipeline.tracking import registry
+
+    register_custom_objects()
+    meta = registry.data_metadata(uri)
+    if meta is None:  # a model logged without the data description
+        from pipeline.data.store import load_meta
+
+        meta = load_meta(paths.PROCESSED_DIR)
+    return registry.load_keras(uri), meta
+
+
+def format_prediction(file: Path, proba: np.ndarray, class_names: list[str], top: int) -> str:
+    order = np.argsort(-proba, kind="stable")[:top]
+    return f"{file}\t" + "\t".join(f"{class_names[i]}\t{proba[i]:.4f}" for i in order)
+
+
+def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
+    if args.top < 1:
+        raise PipelineError(f"--top {args.top}: allowed: 1 or more")
+    uri = args.model or f"models:/{params.register.model_name}@champion"
+    if "://" in uri or uri.startswith(("models:/", "runs:/")):
+        from pipeline.tracking.store import configure
+
+        configure(params)
+    model, meta = _load_model(uri)
+    class_names = [str(c) for c in meta["class_names"]]
+    x, files = load_images(list(args.paths), meta)
+    expected = tuple(model.input_shape[1:])
+    if tuple(x.shape[1:]) != expected:
+        raise PipelineError(f"images were prepared as {tuple(x.shape[1:])} but {uri} expects {expected}")
+    from pipeline.evaluation.metrics import predict_proba
+
+    proba = predict_proba(model, x)
+    top = min(args.top, len(class_names))
+    print(f"# {uri}: file, then the {top} most likely class(es) with probability")
+    for file, row in zip(files, proba, strict=True):
+        print(format_prediction(file, row, class_names, top))
+    return 0

@@ -1,0 +1,97 @@
+"""train and evaluate stages on a tiny digits subset with a real MLflow store.
+
+The helpers here (``prepare``, ``train_and_evaluate``) are shared by the registry,
+promote and predict tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, write_params
+
+from pipeline.cli import main
+
+# A small fixed network; only the learning rate is "searched", so best_hparams.json decides
+# whether the retrained model is good (0.01) or nearly untrained (1e-5).
+TINY_SPACE = {
+    "architecture": "plain", "blocks": 1, "filters": 8, "kernel_size": 3, "head": "flatten", "dense_units": 0,
+    "init": "he_normal", "regularizer": "none", "dropout": 0.0, "batch_norm": False, "optimizer": "adam",
+    "learning_rate": {"choices": [1.0e-5, 0.01]}, "lr_schedule": "constant", "batch_size": 32,
+    "weight_decay": 1.0e-4, "reg_strength": 1.0e-4,
+}
+GOOD_LR, WEAK_LR = 0.01, 1.0e-5
+
+
+def prepare(project: Path, max_samples: int = 300) -> None:
+    """Tiny params and data/processed; promote.min_accuracy 0 so a weak model can be champion."""
+    write_params(project, search_space=TINY_SPACE, train={"epochs": 3, "early_stopping_patience": 2},
+                 data={"max_samples": max_samples}, promote={"min_accuracy": 0.0})
+    assert main(["preprocess"]) == 0
+
+
+def write_best_hparams(project: Path, learning_rate: float) -> None:
+    meta = json.loads((project / "data/processed/meta.json").read_text())
+    best = {"trial_id": "0007", "objective": "val_accuracy", "score": 0.9, "values": {"learning_rate": learning_rate},
+            "epochs": 3, "tuner": "hyperband", "search_run_id": "search-run-123",
+            "data_fingerprint": meta["fingerprint"], "search_hash": "abc"}
+    path = project / "results/tune/best_hparams.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(best))
+
+
+def train_and_evaluate(project: Path, learning_rate: float = GOOD_LR, epochs: int | None = None) -> dict:
+    write_best_hparams(project, learning_rate)
+    extra = ["-S", f"train.epochs={epochs}"] if epochs else []
+    assert main(["train", *extra]) == 0
+    assert main(["evaluate"]) == 0
+    return json.loads((project / "results/evaluate/metrics.json").read_text())
+
+
+def test_train_and_evaluate_outputs(project: Path) -> None:
+    from mlflow import MlflowClient
+
+    prepare(project)
+    metrics = train_and_evaluate(project)
+
+    assert (project / "models/model.keras").is_file()
+    with open(project / "results/train/history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1)) and 1 <= len(rows) <= 3
+    assert float(rows[0]["learning_rate"]) == pytest.approx(GOOD_LR)
+
+    record = json.loads((project / "results/train/run.json").read_text())
+    assert {"run_id", "experiment_id", "tracking_uri", "hparams", "data"} <= set(record)
+    client = MlflowClient()
+    run = client.get_run(record["run_id"])
+    assert run.info.run_name.startswith("train-")
+    assert run.data.tags["search_run_id"] == "search-run-123"
+    assert float(run.data.params["learning_rate"]) == GOOD_LR
+    assert len(client.get_metric_history(record["run_id"], "val_accuracy")) == len(rows)
+    # evaluate's numbers on the same run
+    assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
+    assert "test_f1_3" in run.data.metrics and "generalization_gap" in run.data.metrics
+
+    assert metrics["test_samples"] == 45 and 0.3 < metrics["accuracy"] <= 1.0
+    assert set(metrics["f1_per_class"]) == {str(i) for i in range(10)}
+    assert metrics["generalization_gap"] == pytest.approx(metrics["train_accuracy"] - metrics["accuracy"])
+    for key in ("loss", "precision_macro", "recall_macro", "f1_macro"):
+        assert isinstance(metrics[key], float)
+    with open(project / "results/evaluate/confusion.csv", newline="") as handle:
+        confusion = list(csv.DictReader(handle))
+    assert len(confusion) == 45 and set(confusion[0]) == {"actual", "predicted"}
+    assert {row["actual"] for row in confusion} <= {str(i) for i in range(10)}
+    correct = sum(row["actual"] == row["predicted"] for row in confusion)
+    assert correct / 45 == pytest.approx(metrics["accuracy"])
+    assert (project / "results/evaluate/confusion.png").stat().st_size > 1000
+
+
+def test_train_without_best_hparams_is_one_clear_line(project: Path) -> None:
+    result = run_cli(["train"], cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: results/tune/best_hparams.json: not found; run `python -m pipeline tune` (or `dvc repro`) first"]

@@ -182,20 +182,23 @@ def schedule_curves(history: pd.DataFrame | None, trials: Trials, schedule: Dime
     for (name, rows), color in zip(groups.items(), _colors(len(groups)), strict=True):
         if not len(rows):
             continue
-        frames = [lineage_history(history, trials, table.at[i, "trial_id"]) for i in rows]
-        frames = [f.dropna(subset=["learning_rate"]) for f in frames]
-        frame = max(frames, key=len)
+        frames = [(i, lineage_history(history, trials, table.at[i, "trial_id"]).dropna(subset=["learning_rate"]))
+                  for i in rows]
+        row, frame = max(frames, key=lambda item: len(item[1]))
         if frame.empty:
             continue
         rates = frame["learning_rate"].to_numpy(float)
-        start = rates[0] if rates[0] > 0 else 1.0
+        # Relative to the trial's initial learning rate (not its first epoch's: warmup starts low).
+        base = pd.to_numeric(table.at[row, "hp.learning_rate"], errors="coerce") if "hp.learning_rate" in table \
+            else np.nan
+        start = base if base > 0 else (rates[0] if rates[0] > 0 else 1.0)
         axes.plot(frame["epoch"], rates / start, color=color, marker="o", markersize=3, label=name)
         drawn += 1
     if not drawn:
         return None
     axes.set_yscale("log")
     axes.set_xlabel("epoch (absolute; Hyperband rounds joined)")
-    axes.set_ylabel("learning rate / first epoch's rate")
+    axes.set_ylabel("learning rate / initial learning_rate")
     axes.set_title("Learning-rate schedules used (longest trial of each)")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3, which="both")

@@ -12,9 +12,3 @@ def test_unreachable_tracking_server_fails_at_start(project: Path) -> None:
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "unreachable" in errors[0] and "127.0.0.1:9" in errors[0]
-
-
-def test_workers_above_one_is_not_supported_yet(project: Path) -> None:
-    result = run_cli(["tune", "--workers", "2"], cwd=project, timeout=120)
-    assert result.returncode == 2
-    assert "not supported yet" in result.stderr

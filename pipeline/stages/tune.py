@@ -18,9 +18,16 @@ from pipeline.errors import ConfigError, PipelineError
 
 def run(params: Any, args: argparse.Namespace) -> int:
     workers = getattr(args, "workers", None) or params.tune.workers
-    if workers > 1:
-        raise ConfigError(f"tune.workers = {workers}: a distributed search (workers > 1) is not supported yet; "
-                          "set tune.workers: 1 (or drop --workers)")
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: allowed: 1 or more")
+    from pipeline.tuning.distributed import role_from_env
+
+    role = role_from_env()
+    if workers > 1 or role is not None:  # KerasTuner's distributed mode: chief + workers
+        from pipeline.tuning.distributed import run_distributed
+
+        with sigterm_as_interrupt():
+            return run_distributed(params, workers, role)
     from pipeline.tracking.store import configure
 
     tracking_uri = configure(params)  # fails in seconds if the tracking server is down
@@ -45,16 +52,7 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
     """Run or resume the search, log it to MLflow (``tracking_uri`` None: no tracking), write the outputs."""
     import keras
 
-    from pipeline.tuning.identity import flatten, search_definition, search_hash
-    from pipeline.tuning.results import (
-        best_hparams,
-        search_metrics,
-        trial_rows,
-        write_history_csv,
-        write_json,
-        write_summary_plot,
-        write_trials_csv,
-    )
+    from pipeline.tuning.identity import search_hash
     from pipeline.tuning.search import collect_records, ended_run_statuses, run_search
     from pipeline.tuning.tracker import NullTracker
     from pipeline.tuning.tuners import make_tuner
@@ -64,16 +62,7 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
     search_run = None
     tracker: Any = NullTracker()
     if tracking_uri is not None:
-        from pipeline.tracking.runs import SearchRun
-
-        definition = search_definition(params, fingerprint)
-        run_params = {**flatten("tune", definition["tune"]), **flatten("search_space", definition["search_space"]),
-                      "seed": str(params.seed)}
-        search_run = SearchRun.open(
-            tracking_uri, params.mlflow.experiment, digest, tuner=params.tune.tuner, resume=params.tune.resume,
-            params=run_params, tags={"data_fingerprint": fingerprint},
-            dataset=(data[0], data[1], fingerprint, str(Path(paths.PROCESSED_DIR).resolve())),
-        )
+        search_run = open_search_run(params, tracking_uri, digest, fingerprint, data[0], data[1])
         tracker = search_run.trial_logger()
     tuner = make_tuner(params.tune, hypermodel, seed=params.seed, project_name=f"search-{digest}",
                        tracker=tracker, hp_names=hp_names)
@@ -94,21 +83,55 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
             search_run.abort("FAILED", f"{type(error).__name__}: {error}")
         raise
 
+    return write_outputs(params, result.records, result.wall_seconds, search_run, fingerprint=fingerprint,
+                         digest=digest, hp_names=hp_names, out_dir=out_dir)
+
+
+def open_search_run(params: Any, tracking_uri: str, digest: str, fingerprint: str, x: Any, y: Any) -> Any:
+    """Create or (resume) find the parent run of the search: ``pipeline.tracking.runs.SearchRun``."""
+    from pipeline.tracking.runs import SearchRun
+    from pipeline.tuning.identity import flatten, search_definition
+
+    definition = search_definition(params, fingerprint)
+    run_params = {**flatten("tune", definition["tune"]), **flatten("search_space", definition["search_space"]),
+                  "seed": str(params.seed)}
+    return SearchRun.open(
+        tracking_uri, params.mlflow.experiment, digest, tuner=params.tune.tuner, resume=params.tune.resume,
+        params=run_params, tags={"data_fingerprint": fingerprint},
+        dataset=(x, y, fingerprint, str(Path(paths.PROCESSED_DIR).resolve())),
+    )
+
+
+def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_run: Any, *, fingerprint: str,
+                  digest: str, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR) -> dict[str, Any]:
+    """The DVC outputs and the parent run's summary from the trial records (one process or many)."""
+    from pipeline.tuning.results import (
+        best_hparams,
+        best_record,
+        search_metrics,
+        trial_rows,
+        write_history_csv,
+        write_json,
+        write_summary_plot,
+        write_trials_csv,
+    )
+
+    best_trial = best_record(records, params.tune.objective)
     objective = params.tune.objective
-    names = hp_names or sorted({k for r in result.records for k in r.values})
+    names = hp_names or sorted({k for r in records for k in r.values})
     out_dir = Path(out_dir)
     trials_file, history_file = out_dir / paths.TRIALS_FILE.name, out_dir / paths.TUNE_HISTORY_FILE.name
     plot_file = out_dir / paths.SUMMARY_PLOT.name
-    write_trials_csv(trials_file, trial_rows(result.records, objective, names), names)
-    write_history_csv(history_file, result.records)
-    write_summary_plot(plot_file, result.records, objective)
-    metrics = search_metrics(result.records, objective, result.wall_seconds)
+    write_trials_csv(trials_file, trial_rows(records, objective, names), names)
+    write_history_csv(history_file, records)
+    write_summary_plot(plot_file, records, objective)
+    metrics = search_metrics(records, objective, wall_seconds)
     write_json(out_dir / paths.TUNE_METRICS_FILE.name, metrics)
-    if result.best is None:
+    if best_trial is None:
         if search_run is not None:
             search_run.abort("FAILED", "no trial finished")
         raise PipelineError(f"no trial finished ({metrics['failed']} failed); see {trials_file} for the errors")
-    best = best_hparams(result.best, objective, tuner=params.tune.tuner,
+    best = best_hparams(best_trial, objective, tuner=params.tune.tuner,
                         search_run_id=search_run.run_id if search_run else None,
                         data_fingerprint=fingerprint, search_hash=digest)
     write_json(out_dir / paths.BEST_HPARAMS_FILE.name, best)
@@ -117,11 +140,11 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
             metrics={"best_objective": metrics["best_objective"], "trials": metrics["trials"],
                      "completed": metrics["completed"], "failed": metrics["failed"],
                      "wall_seconds": metrics["wall_seconds"]},
-            tags={"best_trial_id": result.best.trial_id, "best_epochs": best["epochs"],
-                  **{f"best.{k}": v for k, v in result.best.values.items()}},
+            tags={"best_trial_id": best_trial.trial_id, "best_epochs": best["epochs"],
+                  **{f"best.{k}": v for k, v in best_trial.values.items()}},
             artifacts=[trials_file, history_file, plot_file, out_dir / paths.BEST_HPARAMS_FILE.name],
         )
-    print(f"best trial {result.best.trial_id}: {objective} {result.best.score:.4f} "
+    print(f"best trial {best_trial.trial_id}: {objective} {best_trial.score:.4f} "
           f"({metrics['completed']} finished, {metrics['failed']} failed, {metrics['wall_seconds']:.0f} s)")
     return best
 

@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import TrackingError
+from pipeline.tracking.retry import RetryingClient
 
 SEARCH_HASH_TAG = "search_hash"
 RUN_TYPE_TAG = "run_type"
@@ -30,13 +31,15 @@ def _now_ms() -> int:
 class TrialRunLogger:
     """``pipeline.tuning.tracker.TrialTracker`` on MLflow: child runs of ``parent_run_id``."""
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, search_hash: str) -> None:
-        self.client = MlflowClient(tracking_uri)
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, search_hash: str,
+                 tags: dict[str, str] | None = None) -> None:
+        self.client: Any = RetryingClient(MlflowClient(tracking_uri))
         self.experiment_id, self.parent_run_id, self.search_hash = experiment_id, parent_run_id, search_hash
+        self.tags = dict(tags or {})  # on every child run, e.g. {"worker": "tuner1"} in a distributed search
 
     def start_trial(self, trial_id: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         run_tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, RUN_TYPE_TAG: "trial",
-                    SEARCH_HASH_TAG: self.search_hash, **tags}
+                    SEARCH_HASH_TAG: self.search_hash, **self.tags, **tags}
         run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=f"trial-{trial_id}")
         run_id = run.info.run_id
         items = [Param(k, str(v)) for k, v in params.items()]
@@ -65,10 +68,15 @@ class TrialRunLogger:
             max_results=50000, order_by=["attribute.start_time ASC"],
         )
 
-    def close_leftover_runs(self, ended: dict[str, str]) -> int:
-        """Child runs left RUNNING by a kill: the status the trial reached (``ended[run_id]``) or KILLED."""
+    def close_leftover_runs(self, ended: dict[str, str], worker: str | None = None) -> int:
+        """Child runs left RUNNING by a kill: the status the trial reached (``ended[run_id]``) or KILLED.
+
+        ``worker``: only the runs of that worker (tag ``worker``), e.g. after that process died.
+        """
         count = 0
         for run in self.trial_runs():
+            if worker is not None and run.data.tags.get("worker") != worker:
+                continue
             if run.info.status == "RUNNING":
                 status = ended.get(run.info.run_id, "KILLED")
                 if status == "KILLED":
@@ -84,7 +92,7 @@ class SearchRun:
     def __init__(self, tracking_uri: str, experiment_id: str, run_id: str, search_hash: str, resumed: bool) -> None:
         self.tracking_uri, self.experiment_id, self.run_id = tracking_uri, experiment_id, run_id
         self.search_hash, self.resumed = search_hash, resumed
-        self.client = MlflowClient(tracking_uri)
+        self.client: Any = RetryingClient(MlflowClient(tracking_uri))
 
     @classmethod
     def open(cls, tracking_uri: str, experiment_name: str, search_hash: str, *, tuner: str, resume: bool,
@@ -94,7 +102,7 @@ class SearchRun:
 
         ``dataset``: ``(x, y, fingerprint, source)`` logged as the run's training input.
         """
-        client = MlflowClient(tracking_uri)
+        client: Any = RetryingClient(MlflowClient(tracking_uri))
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
             raise TrackingError(f"MLflow experiment {experiment_name!r} not found in {tracking_uri}")
@@ -122,8 +130,24 @@ class SearchRun:
             _log_dataset(client, run_id, *dataset)
         return cls(tracking_uri, experiment_id, run_id, search_hash, resumed=False)
 
-    def trial_logger(self) -> TrialRunLogger:
-        return TrialRunLogger(self.tracking_uri, self.experiment_id, self.run_id, self.search_hash)
+    @classmethod
+    def find(cls, tracking_uri: str, experiment_name: str, search_hash: str) -> SearchRun | None:
+        """The newest parent run of ``search_hash`` (a worker host joining a search the chief opened)."""
+        client: Any = RetryingClient(MlflowClient(tracking_uri))
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            return None
+        found = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.{SEARCH_HASH_TAG} = '{search_hash}' and tags.{RUN_TYPE_TAG} = 'search'",
+            max_results=1, order_by=["attribute.start_time DESC"],
+        )
+        if not found:
+            return None
+        return cls(tracking_uri, experiment.experiment_id, found[0].info.run_id, search_hash, resumed=True)
+
+    def trial_logger(self, tags: dict[str, str] | None = None) -> TrialRunLogger:
+        return TrialRunLogger(self.tracking_uri, self.experiment_id, self.run_id, self.search_hash, tags)
 
     def finish(self, metrics: dict[str, float], tags: dict[str, str], artifacts: Iterable[Path],
                status: str = "FINISHED") -> None:

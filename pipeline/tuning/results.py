@@ -111,7 +111,7 @@ def write_summary_plot(path: Path, records: list[TrialRecord], objective: str) -
     for r in records:
         points = [(e["epoch"], e[objective]) for e in r.history if objective in e]
         if points:
-            right.plot([p[0] + 1 for p in points], [p[1] for p in points], lw=0.8, alpha=0.6)
+            right.plot([p[0] + 1 for p in points], [p[1] for p in points], lw=0.8, alpha=0.6, marker=".")
     right.set(xlabel="epoch", ylabel=objective, title=f"{objective} per epoch, all trials")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -57,8 +57,6 @@ def run_search(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
                stream: Any = None) -> SearchResult:
     """Run (or resume) the search to its end; Ctrl-C / SIGTERM ends the running trial KILLED."""
     project_dir = Path(tuner.project_dir)
-    state_path = project_dir / STATE_NAME
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"wall_seconds": 0.0}
     previous = [r for r in collect_records(tuner) if r.status in (FINISHED, FAILED)]
     best = best_record(previous, tune.objective)
     tuner.on_trial_done = ProgressPrinter(
@@ -79,7 +77,15 @@ def run_search(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
             tuner.abort_active_trial(FAILED, f"{type(error).__name__}: {error}")
         raise
     finally:
-        state["wall_seconds"] += time.perf_counter() - start
-        state_path.write_text(json.dumps(state))
+        wall_seconds = add_wall_seconds(project_dir, time.perf_counter() - start)
     records = collect_records(tuner)
-    return SearchResult(records, best_record(records, tune.objective), state["wall_seconds"], project_dir)
+    return SearchResult(records, best_record(records, tune.objective), wall_seconds, project_dir)
+
+
+def add_wall_seconds(project_dir: Path, seconds: float) -> float:
+    """Add this session's wall time to the search's total (kept next to the tuner state); return the total."""
+    state_path = Path(project_dir) / STATE_NAME
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {"wall_seconds": 0.0}
+    state["wall_seconds"] += seconds
+    state_path.write_text(json.dumps(state))
+    return state["wall_seconds"]

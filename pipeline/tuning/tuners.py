@@ -8,6 +8,7 @@ run with the status the oracle settled on (COMPLETED -> FINISHED, otherwise FAIL
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -63,7 +64,7 @@ class TrackedTunerMixin:
         try:
             super().on_trial_end(trial)  # the oracle scores it (and may stop the search)
         finally:
-            self._close_active(self.oracle.trials.get(trial.trial_id, trial))
+            self._close_active(self._settled(trial))
 
     def abort_active_trial(self, status: str = KILLED, reason: str = "interrupted") -> None:
         """End the running trial's run now (Ctrl-C, SIGTERM: KILLED); KerasTuner retries it on resume."""
@@ -75,6 +76,16 @@ class TrackedTunerMixin:
         self.tracker.end_trial(record.run_id, status, {}, {"error": record.error})
 
     # ------------------------------------------------------------------ helpers
+    def _settled(self, trial: kt.engine.trial.Trial) -> kt.engine.trial.Trial:
+        """The trial as the oracle settled it; a distributed worker asks the chief over gRPC."""
+        trials = getattr(self.oracle, "trials", None)  # a worker's OracleClient has no ``trials``
+        if trials is not None:
+            return trials.get(trial.trial_id, trial)
+        try:
+            return self.oracle.get_trial(trial.trial_id)
+        except Exception:  # noqa: BLE001 - the chief is gone: keep the worker's own view
+            return trial
+
     def trial_values(self, trial: kt.engine.trial.Trial) -> dict[str, Any]:
         """The trial's hyperparameters under their search-space names, the same keys every trial."""
         values = trial.hyperparameters.values
@@ -133,6 +144,10 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
                tracker: TrialTracker | None = None, hp_names: list[str] | None = None,
                on_trial_done: Callable[[TrialRecord], None] | None = None) -> TrackedTunerMixin:
     """A tracked tuner from the ``tune`` section (``pipeline.config.TuneConfig``)."""
+    # Hyperband continues a trial by loading only the parent's weights into a fresh model (the
+    # schedule callback keeps the learning rate on course); Keras warns about the optimizer
+    # state it skips on every continuation, which is expected here and only noise.
+    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer", category=UserWarning)
     common = dict(
         hypermodel=hypermodel, objective=tune.objective, seed=seed,
         max_consecutive_failed_trials=tune.max_consecutive_failed_trials,

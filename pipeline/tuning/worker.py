@@ -1,0 +1,221 @@
+"""One process of a distributed search: ``python -m pipeline.tuning.worker chief|worker``.
+
+Started by ``pipeline.tuning.distributed`` (never by hand): the chief serves KerasTuner's oracle
+over gRPC; a worker asks it for trials, trains them and logs each as a child run of the parent
+search run. Everything comes from the environment (see ``distributed.worker_env``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from pipeline.tuning import distributed as dist
+
+READY_LINE = "chief listening on"
+
+
+def _params() -> Any:
+    from pipeline.config import parse_params
+
+    return parse_params(json.loads(os.environ[dist.ENV_PARAMS]))
+
+
+def _hypermodel(params: Any) -> Any:
+    from pipeline import paths
+    from pipeline.data.store import load_meta
+    from pipeline.model.hypermodel import CNNHyperModel
+
+    meta = load_meta(paths.PROCESSED_DIR)
+    return CNNHyperModel(space=params.search_space, input_shape=tuple(meta["input_shape"]),
+                         num_classes=meta["num_classes"], seed=params.seed, total_epochs=params.tune.max_epochs)
+
+
+def _tuner(params: Any, hypermodel: Any, **kwargs: Any) -> Any:
+    import keras
+
+    from pipeline.tuning.tuners import make_tuner
+
+    keras.utils.set_random_seed(params.seed)
+    # The launcher already wiped the project if tune.resume is false; here always reload.
+    tune = params.tune.model_copy(update={"resume": True})
+    return make_tuner(tune, hypermodel, seed=params.seed, project_name=f"search-{os.environ[dist.ENV_HASH]}",
+                      hp_names=list(type(params.search_space).model_fields), **kwargs)
+
+
+# --------------------------------------------------------------------------- chief
+def run_chief() -> int:
+    params = _params()
+    tuner = _tuner(params, _hypermodel(params))
+    tuner.oracle.verbose = 0  # the workers print a line per trial
+    tuner.save()
+    serve(tuner.oracle, os.environ["KERASTUNER_ORACLE_IP"], int(os.environ["KERASTUNER_ORACLE_PORT"]))
+    return 0
+
+
+def serve(oracle: Any, address: str, port: int, poll: float = 0.5) -> None:
+    """KerasTuner's ``oracle_chief.start_server``, but it fails when it cannot bind and ends
+    within ``poll`` seconds (not 20) after the last worker was told to stop."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    # gRPC's SO_REUSEPORT would let a second chief share the port and split the workers between two oracles.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
+    class Servicer(oracle_chief.OracleServicer):
+        def EndTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+            response = super().EndTrial(request, context)
+            # KerasTuner saves the oracle before it drops the trial from ongoing_trials (a one-process
+            # tuner saves again afterwards, a worker cannot): without this a rerun would retry it.
+            self.oracle.save()
+            return response
+
+    servicer = Servicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    try:
+        bound = server.add_insecure_port(f"{address}:{port}")
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        print(f"error: the chief cannot listen on {address}:{port} (in use, or not an address of this host)",
+              file=sys.stderr, flush=True)
+        raise SystemExit(3)
+    server.start()
+    print(f"{READY_LINE} {address}:{port}", flush=True)
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(poll)
+    finally:
+        server.stop(grace=2)
+
+
+# --------------------------------------------------------------------------- worker
+def run_worker() -> int:
+    threads = int(os.environ.get(dist.ENV_THREADS, "0"))
+    if threads:  # before TensorFlow runs anything: the workers share the cores
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    from pipeline import paths
+    from pipeline.data.store import load_split
+    from pipeline.tuning.results import direction_of
+    from pipeline.tuning.tracker import FAILED, KILLED, NullTracker
+
+    params = _params()
+    tune = params.tune
+    worker_id = os.environ["KERASTUNER_TUNER_ID"]
+    tracker: Any = NullTracker()
+    if os.environ.get(dist.ENV_PARENT_RUN):
+        from pipeline.tracking.runs import TrialRunLogger
+
+        tracker = TrialRunLogger(os.environ["MLFLOW_TRACKING_URI"], os.environ[dist.ENV_EXPERIMENT],
+                                 os.environ[dist.ENV_PARENT_RUN], os.environ[dist.ENV_HASH],
+                                 tags={"worker": worker_id})
+    x, y = load_split(paths.PROCESSED_DIR, "train")
+    x_val, y_val = load_split(paths.PROCESSED_DIR, "validation")
+    tuner = _tuner(params, _hypermodel(params), tracker=tracker)
+    _wait_when_idle(tuner.oracle)
+    tuner.on_trial_done = SharedProgress(Path(tuner.project_dir), _expected(tune), tune.objective)
+    callbacks = [keras.callbacks.EarlyStopping(monitor=tune.objective, mode=direction_of(tune.objective),
+                                               patience=tune.early_stopping_patience)]
+    try:
+        tuner.search(x, y, validation_data=(x_val, y_val), epochs=tune.max_epochs, callbacks=callbacks,
+                     verbose=1 if tune.keras_verbose else 0)
+    except KeyboardInterrupt:
+        tuner.abort_active_trial(KILLED, "interrupted")
+        return 130
+    except BaseException as error:
+        tuner.abort_active_trial(FAILED, f"{type(error).__name__}: {error}")
+        raise
+    return 0
+
+
+def _wait_when_idle(client: Any, seconds: float = 1.0) -> None:
+    """KerasTuner's worker loop asks again at once when Hyperband waits for a round to end
+    (status IDLE): a busy loop that would take CPU from the workers that train."""
+    from keras_tuner.src.engine.trial import TrialStatus
+
+    ask = client.create_trial
+
+    def create_trial(tuner_id: str) -> Any:
+        trial = ask(tuner_id)
+        if trial.status == TrialStatus.IDLE:
+            time.sleep(seconds)
+        return trial
+
+    client.create_trial = create_trial
+
+
+def _expected(tune: Any) -> int:
+    """About how many trials the search runs (a worker's oracle is a gRPC client: ask a local one)."""
+    import keras_tuner as kt
+
+    from pipeline.tuning.results import direction_of
+    from pipeline.tuning.tuners import expected_trials
+
+    if tune.tuner != "hyperband":
+        return tune.max_trials
+    oracle = kt.oracles.HyperbandOracle(objective=kt.Objective(tune.objective, direction_of(tune.objective)),
+                                        max_epochs=tune.max_epochs, factor=tune.factor,
+                                        hyperband_iterations=tune.hyperband_iterations)
+    return expected_trials(SimpleNamespace(oracle=oracle), tune)
+
+
+class SharedProgress:
+    """``ProgressPrinter`` over the whole search: counts and best come from the shared trial records."""
+
+    def __init__(self, project_dir: Path, expected: int, objective: str) -> None:
+        from pipeline.tuning.progress import ProgressPrinter
+        from pipeline.tuning.results import direction_of
+
+        self.project_dir, self.objective = project_dir, objective
+        self.printer = ProgressPrinter(expected, direction_of(objective))
+
+    def __call__(self, record: Any) -> None:
+        from pipeline.tuning.records import TrialRecord
+        from pipeline.tuning.results import best_record
+        from pipeline.tuning.tracker import FAILED, FINISHED
+
+        others = [r for d in sorted(self.project_dir.glob("trial_*"))
+                  if (r := TrialRecord.load(d)) is not None and r.trial_id != record.trial_id]
+        ended = [r for r in others if r.status in (FINISHED, FAILED)]
+        best = best_record(ended, self.objective)
+        self.printer.done = len(ended)
+        self.printer.best = (best.trial_id, best.score) if best else None
+        self.printer(record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    role = (argv if argv is not None else sys.argv[1:])[:1]
+    if role == ["chief"]:
+        return run_chief()
+    if role == ["worker"]:
+        return run_worker()
+    print("usage: python -m pipeline.tuning.worker chief|worker (started by `python -m pipeline tune`)",
+          file=sys.stderr)
+    return 2
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    import signal
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGTERM, _interrupt)  # the launcher's terminate(): end the running trial KILLED
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

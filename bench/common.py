@@ -29,6 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+ENV_PREFIXES = ("MALLOC_", "LD_PRELOAD", "TF_", "OMP_", "MKL_", "KERAS_", "CUDA_VISIBLE")
 LIBRARIES = ("tensorflow", "keras", "keras-tuner", "mlflow", "dvc", "optuna", "numpy", "scikit-learn", "psutil")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -106,6 +107,8 @@ def environment() -> dict[str, Any]:
         "versions": library_versions(),
         "git_commit": git_commit(),
         "load_average_start": load_average(),
+        # settings that change the figures: allocator, TensorFlow threads and logging
+        "env_vars": {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)},
     }
 
 

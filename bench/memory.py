@@ -14,6 +14,7 @@ parent samples the child's RSS every 0.2 s for the peak.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -44,7 +45,32 @@ SPACE = {
 }
 
 
-def child(trials: int, samples_path: Path) -> int:
+MODES = {
+    "pipeline": "the tune stage's search with MLflow tracking (the figure against the target)",
+    "untracked": "the same search without tracking (NullTracker): is the growth MLflow's?",
+    "keras_loop": "no tuner: clear_session + build + fit per trial with random values: is it Keras/TF's?",
+}
+
+
+def keras_loop(hypermodel: Any, space: Any, data: dict, trials: int) -> None:
+    import keras
+    import keras_tuner
+
+    from pipeline.model.space import declare_hyperparameters
+
+    (x, y), validation = data["train"], data["validation"]
+    for trial in range(trials):
+        hp = keras_tuner.HyperParameters()
+        declare_hyperparameters(space, hp)
+        for spec in hp.space:
+            hp.values[spec.name] = spec.random_sample(seed=trial * 7919 + 1)
+        keras.backend.clear_session()  # what KerasTuner does before building every trial's model
+        gc.collect()
+        model = hypermodel.build(hp)
+        hypermodel.fit(hp, model, x, y, validation_data=validation, epochs=1)
+
+
+def child(trials: int, samples_path: Path, mode: str = "pipeline") -> int:
     """The search itself; writes ``[{trial, rss_mb, seconds}]`` to ``samples_path`` as it goes."""
     import psutil
 
@@ -83,8 +109,12 @@ def child(trials: int, samples_path: Path) -> int:
         import io
 
         with contextlib.redirect_stdout(io.StringIO()):  # one progress line per trial: not wanted here
-            tune(params, hypermodel, (x, y, *data["validation"]), "bench-memory", tracking_uri=uri,
-                 hp_names=list(type(params.search_space).model_fields), out_dir=workdir / "out")
+            if mode == "keras_loop":
+                keras_loop(hypermodel, params.search_space, data, trials)
+            else:
+                tune(params, hypermodel, (x, y, *data["validation"]), "bench-memory",
+                     tracking_uri=uri if mode == "pipeline" else None,
+                     hp_names=list(type(params.search_space).model_fields), out_dir=workdir / "out")
         os.chdir(common.REPO)
     return 0
 
@@ -105,18 +135,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_args(parser)
     parser.add_argument("--trials", type=int, default=None, help="trials in the search (default 120; smoke 3)")
+    parser.add_argument("--mode", choices=sorted(MODES), default="pipeline",
+                        help="; ".join(f"{k}: {v}" for k, v in MODES.items()))
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)  # internal: run the search
     args = parser.parse_args()
     trials = args.trials or (3 if args.smoke else 120)
     if args.child is not None:
-        return child(trials, args.child)
+        return child(trials, args.child, args.mode)
+    name = NAME if args.mode == "pipeline" else f"{NAME}_{args.mode}"
 
     import psutil
 
     env = common.environment()
     with tempfile.TemporaryDirectory(prefix="bench-memory-parent-") as tmp:
         samples_path = Path(tmp) / "samples.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--trials", str(trials), "--child", str(samples_path)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--trials", str(trials), "--mode", args.mode,
+               "--child", str(samples_path)]
         log_path = Path(tmp) / "child.log"
         start = time.perf_counter()
         with log_path.open("w") as log:
@@ -139,6 +173,7 @@ def main() -> int:
     growth = last - first
     slope = slope_mb_per_trial(samples)
     result = {
+        "mode": args.mode, "mode_description": MODES[args.mode],
         "trials": len(trial_samples), "requested_trials": trials, "wall_seconds": wall,
         "rss_before_search_mb": samples[0]["rss_mb"], "rss_after_first_trial_mb": first,
         "rss_after_last_trial_mb": last, "growth_mb": growth, "peak_rss_mb": peak,
@@ -155,7 +190,7 @@ def main() -> int:
             + "\n\nThe pipeline's `tune` (RandomSearch, MLflow tracking to SQLite, 1 epoch per trial, 4 "
               "architectures x depth/width/head/optimizer/schedule choices) on a 300-image digits subset, in a child "
               "process.")
-    common.write_result(NAME, args, env, result, body)
+    common.write_result(name, args, env, result, body if args.mode == "pipeline" else None)
     print(f"memory: {len(trial_samples)} trials, growth {growth:.0f} MB, peak {peak:.0f} MB")
     return 0
 

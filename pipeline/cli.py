@@ -95,6 +95,8 @@ def _load_target(target: str) -> Callable[..., int | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # a real command line: a stage may restart itself with the same arguments
+        args.restart_argv = [sys.executable, "-m", "pipeline", *sys.argv[1:]]
     # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:

@@ -125,12 +125,18 @@ class TuneConfig(Section):
     hyperband_iterations: Annotated[int, Field(ge=1, le=100)] = 1
     # random/bayesian only: how many trials, each trained for max_epochs.
     max_trials: Annotated[int, Field(ge=1, le=100000)] = 20
+    # bayesian only: random trials before the Gaussian process takes over (KerasTuner's own
+    # default, 3 per searched hyperparameter, would spend a small budget on random trials alone).
+    bayesian_initial_points: Annotated[int, Field(ge=1, le=10000)] = 5
     early_stopping_patience: Annotated[int, Field(ge=0, le=1000)] = 3
     # Stop the search when this many trials in a row fail (KerasTuner's own limit).
     max_consecutive_failed_trials: Annotated[int, Field(ge=1, le=1000)] = 5
     resume: bool = True
     # Where KerasTuner keeps its state; persisted across `dvc repro` so a search resumes.
     directory: str = ".tuner"
+    # Start a fresh process after this many trials (0: never). TensorFlow keeps ~8 MB per built
+    # model that clear_session() does not return; a fresh process resumes from the tuner state.
+    trials_per_process: Annotated[int, Field(ge=0, le=100000)] = 30
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     chief_address: str = "127.0.0.1"
     chief_port: Annotated[int, Field(ge=1, le=65535)] = 8000

@@ -7,7 +7,9 @@ the tuner's state stays under ``tune.directory`` (persist: true) so a rerun resu
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,21 +43,37 @@ def run(params: Any, args: argparse.Namespace) -> int:
     hypermodel = CNNHyperModel(space=params.search_space, input_shape=tuple(meta["input_shape"]),
                                num_classes=meta["num_classes"], seed=params.seed,
                                total_epochs=params.tune.max_epochs)
-    with sigterm_as_interrupt():
-        tune(params, hypermodel, (x, y, x_val, y_val), meta["fingerprint"], tracking_uri=tracking_uri,
-             hp_names=list(type(params.search_space).model_fields), out_dir=paths.TUNE_DIR)
+    from pipeline.tuning.tuners import ProcessRecycle
+
+    # Only a real command line can be restarted; called in-process (tests, notebooks) it never is.
+    restart_argv = getattr(args, "restart_argv", None)
+    try:
+        with sigterm_as_interrupt():
+            tune(params, hypermodel, (x, y, x_val, y_val), meta["fingerprint"], tracking_uri=tracking_uri,
+                 hp_names=list(type(params.search_space).model_fields), out_dir=paths.TUNE_DIR,
+                 trials_per_process=params.tune.trials_per_process if restart_argv else 0)
+    except ProcessRecycle as recycle:
+        print(f"{recycle.trials} trials in this process: continuing in a fresh one to release the memory "
+              "TensorFlow keeps per model (tune.trials_per_process)", flush=True)
+        sys.stderr.flush()
+        os.execv(sys.executable, restart_argv)
     return 0
 
 
 def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerprint: str, *,
-         tracking_uri: str | None, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR) -> dict[str, Any]:
-    """Run or resume the search, log it to MLflow (``tracking_uri`` None: no tracking), write the outputs."""
+         tracking_uri: str | None, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR,
+         trials_per_process: int = 0) -> dict[str, Any]:
+    """Run or resume the search, log it to MLflow (``tracking_uri`` None: no tracking), write the outputs.
+
+    With ``trials_per_process`` > 0 it raises ``ProcessRecycle`` after that many trials (the
+    search run stays open); the caller starts a new process, which resumes the search.
+    """
     import keras
 
     from pipeline.tuning.identity import search_hash
     from pipeline.tuning.search import collect_records, ended_run_statuses, run_search
     from pipeline.tuning.tracker import NullTracker
-    from pipeline.tuning.tuners import make_tuner
+    from pipeline.tuning.tuners import ProcessRecycle, make_tuner
 
     keras.utils.set_random_seed(params.seed)
     digest = search_hash(params, fingerprint)
@@ -66,10 +84,15 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
         tracker = search_run.trial_logger()
     tuner = make_tuner(params.tune, hypermodel, seed=params.seed, project_name=f"search-{digest}",
                        tracker=tracker, hp_names=hp_names)
+    tuner.trials_per_process = trials_per_process
     if search_run is not None and search_run.resumed:
         tracker.close_leftover_runs(ended_run_statuses(collect_records(tuner)))
+    # Seed again right before the search: opening MLflow runs must not change which trials run.
+    keras.utils.set_random_seed(params.seed)
     try:
         result = run_search(tuner, params.tune, data)
+    except ProcessRecycle:
+        raise  # the search goes on in a new process; its run stays open
     except KeyboardInterrupt:
         if search_run is not None:
             search_run.abort("KILLED", "interrupted; rerun to resume")

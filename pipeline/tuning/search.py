@@ -18,7 +18,7 @@ from pipeline.tuning.progress import ProgressPrinter
 from pipeline.tuning.records import TrialRecord
 from pipeline.tuning.results import best_record, direction_of
 from pipeline.tuning.tracker import FAILED, FINISHED, KILLED
-from pipeline.tuning.tuners import TrackedTunerMixin, expected_trials
+from pipeline.tuning.tuners import ProcessRecycle, TrackedTunerMixin, expected_trials
 
 STATE_NAME = "pipeline_search.json"
 ENDED = ("COMPLETED", "FAILED")
@@ -70,6 +70,8 @@ def run_search(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
     try:
         tuner.search(x, y, validation_data=(x_val, y_val), epochs=tune.max_epochs, callbacks=callbacks,
                      verbose=1 if tune.keras_verbose else 0)
+    except ProcessRecycle:
+        raise  # no trial is running: nothing to close
     except BaseException as error:
         if isinstance(error, KeyboardInterrupt):
             tuner.abort_active_trial(KILLED, "interrupted")

@@ -21,6 +21,14 @@ from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NullTracker, Trial
 TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
 
 
+class ProcessRecycle(Exception):  # noqa: N818 - a request, not an error
+    """Raised between trials when this process has run ``trials_per_process`` trials."""
+
+    def __init__(self, trials: int) -> None:
+        super().__init__(f"{trials} trials in this process")
+        self.trials = trials
+
+
 class TrackedTunerMixin:
     """Put before a ``kt.Tuner`` subclass: ``class X(TrackedTunerMixin, kt.Hyperband)``."""
 
@@ -30,6 +38,8 @@ class TrackedTunerMixin:
         self.hp_names = hp_names
         self.on_trial_done = on_trial_done
         self.default_epochs: int | None = None
+        self.trials_per_process = 0  # 0: never ask for a fresh process
+        self.trials_this_process = 0
         self._active: TrialRecord | None = None
         super().__init__(*args, **kwargs)
 
@@ -65,6 +75,10 @@ class TrackedTunerMixin:
             super().on_trial_end(trial)  # the oracle scores it (and may stop the search)
         finally:
             self._close_active(self._settled(trial))
+        self.trials_this_process += 1
+        if self.trials_per_process and self.trials_this_process >= self.trials_per_process:
+            # Between trials, with the oracle's state saved: a new process resumes exactly here.
+            raise ProcessRecycle(self.trials_this_process)
 
     def abort_active_trial(self, status: str = KILLED, reason: str = "interrupted") -> None:
         """End the running trial's run now (Ctrl-C, SIGTERM: KILLED); KerasTuner retries it on resume."""
@@ -160,7 +174,8 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
     elif tune.tuner == "random":
         tuner = TrackedRandomSearch(max_trials=tune.max_trials, **common)
     else:
-        tuner = TrackedBayesianOptimization(max_trials=tune.max_trials, **common)
+        tuner = TrackedBayesianOptimization(max_trials=tune.max_trials,
+                                            num_initial_points=tune.bayesian_initial_points, **common)
     tuner.default_epochs = tune.max_epochs
     return tuner
 

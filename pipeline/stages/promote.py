@@ -108,8 +108,9 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
             "promote.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     registry.set_version_tags(name, challenger.version, tags)
     if not decision.promote:
-        print(f"refused: {decision.reason}; {registry.CHAMPION} stays {name} version "
-              f"{champion.version if champion else '(none)'}")
+        kept = f"{registry.CHAMPION} stays {name} version {champion.version}" if champion else \
+            f"{name} still has no {registry.CHAMPION}"
+        print(f"refused: {decision.reason}; {kept}")
         return 0
     if champion is not None:
         registry.set_alias(name, registry.PREVIOUS_CHAMPION, champion.version)

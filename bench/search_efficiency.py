@@ -13,6 +13,12 @@ of that same epoch's model.
     python bench/search_efficiency.py                 # 3 seeds, full digits, params.yaml space
     python bench/search_efficiency.py --seeds 5
     python bench/search_efficiency.py --smoke         # seconds: tiny space and data, 1 seed
+    python bench/search_efficiency.py --methods bayesian   # rerun some methods only (see below)
+
+``--methods`` without ``hyperband`` reruns only those methods, at the budgets (and seeds) of the
+previous result (``--out``'s JSON, by default ``bench/results/search_efficiency.json``), and
+merges them into it: the other methods' runs are kept as they were, the table and plot are
+redrawn from all of them, and the JSON records which runs were measured when (``measured``).
 
 Optuna is the optional ``bench`` extra (pip install -e ".[bench]"); without it the Optuna
 row is reported as skipped.
@@ -21,6 +27,7 @@ row is reported as skipped.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -288,7 +295,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_args(parser)
     parser.add_argument("--seeds", type=int, default=None, help="search seeds (default 3; smoke 1)")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated subset of " + ",".join(METHODS)
+                        + "; without hyperband: rerun these at the previous result's budgets and merge")
     args = parser.parse_args()
     env = common.environment()
     common.quiet_tensorflow()
@@ -296,9 +305,18 @@ def main() -> int:
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
-    if unknown or "hyperband" not in methods:
-        parser.error(f"--methods must include hyperband (it sets the budget); unknown: {sorted(unknown)}")
-    seeds = list(range(args.seeds or (1 if args.smoke else 3)))
+    if unknown or not methods:
+        parser.error(f"--methods: unknown {sorted(unknown)}; allowed: {','.join(METHODS)}")
+    out = common.output_path(NAME, args)
+    previous: dict[str, Any] | None = None
+    if "hyperband" not in methods:  # rerun some methods at the budgets Hyperband spent in the previous result
+        if not out.is_file():
+            parser.error(f"--methods without hyperband needs a previous result to merge into: {out} not found")
+        previous = json.loads(out.read_text())
+        seeds = list(previous["seeds"])[: args.seeds or None]
+        previous_budgets = dict(zip(previous["seeds"], previous["budgets"], strict=True))
+    else:
+        seeds = list(range(args.seeds or (1 if args.smoke else 3)))
     params = bench_params(args.smoke)
     data = common.digits_splits(seed=42, max_samples=200 if args.smoke else None)
     skipped: dict[str, str] = {}
@@ -309,10 +327,11 @@ def main() -> int:
             skipped["optuna_tpe_hyperband"] = "optuna not installed (pip install -e '.[bench]')"
     runs: list[dict[str, Any]] = []
     budgets: list[int] = []
-    out = common.output_path(NAME, args)
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
-        for seed in seeds:
-            budget = None
+        for index, seed in enumerate(seeds):
+            budget = previous_budgets[seed] if previous is not None else None
+            if previous is not None:
+                budgets.append(budget)
             for method in methods:
                 if method in skipped:
                     continue
@@ -329,6 +348,7 @@ def main() -> int:
                 third = log.best_at(max(1, budget // 3))
                 runs.append({
                     "method": method, "seed": seed, "budget": budget, "epochs": len(log.epochs),
+                    "measured": env["date"],
                     "trials": log.trials, "seconds": seconds,
                     "best_val_accuracy": best["val_accuracy"] if best else None,
                     "test_accuracy_of_best": best["test_accuracy"] if best else None,
@@ -339,18 +359,38 @@ def main() -> int:
                       f"best val {runs[-1]['best_val_accuracy']:.4f} test {runs[-1]['test_accuracy_of_best']:.4f} "
                       f"({seconds:.0f} s)", flush=True)
             # after every seed: a complete result for the seeds done so far (a long run can be cut short)
-            write(args, env, params, methods, seeds[:seed + 1], budgets, skipped, runs, out)
+            write(args, env, params, methods, seeds[:index + 1], budgets, skipped, runs, out, previous)
     return 0
 
 
 def write(args: argparse.Namespace, env: dict[str, Any], params: Any, methods: list[str], seeds: list[int],
-          budgets: list[int], skipped: dict[str, str], runs: list[dict[str, Any]], out: Path) -> None:
+          budgets: list[int], skipped: dict[str, str], runs: list[dict[str, Any]], out: Path,
+          previous: dict[str, Any] | None = None) -> None:
+    merged_from = None
+    if previous is not None:  # keep the previous result's other methods (and its seeds not rerun yet)
+        rerun = {(r["method"], r["seed"]) for r in runs}
+        kept = [{**r, "measured": r.get("measured", previous["environment"]["date"])} for r in previous["runs"]
+                if (r["method"], r["seed"]) not in rerun]
+        order = {m: i for i, m in enumerate(METHODS)}
+        runs = sorted(kept + runs, key=lambda r: (r["seed"], order[r["method"]]))
+        seeds, budgets = list(previous["seeds"]), list(previous["budgets"])
+        methods = [m for m in METHODS if any(r["method"] == m for r in runs) or m in methods]
+        skipped = {**{k: v for k, v in previous.get("skipped", {}).items() if k not in methods}, **skipped}
+        merged_from = {"command": previous["command"], "date": previous["environment"]["date"],
+                       "git_commit": previous["environment"].get("git_commit"),
+                       "rerun_methods": sorted({m for m, _ in rerun})}
     rows = summarize(runs, methods)
     plot_path = out.with_suffix(".png")
     plot(runs, methods, plot_path)
     result = {"seeds": seeds, "budgets": budgets, "max_epochs": params.tune.max_epochs, "factor": params.tune.factor,
-              "skipped": skipped, "summary": rows, "runs": runs, "plot": str(plot_path)}
-    common.write_result(NAME, args, env, result, section(rows, budgets, plot_path, skipped))
+              "bayesian_initial_points": params.tune.bayesian_initial_points,
+              "skipped": skipped, "summary": rows, "runs": runs, "plot": str(plot_path), "merged_from": merged_from}
+    body = section(rows, budgets, plot_path, skipped)
+    if merged_from is not None:
+        body += (f"\n\nRerun of {', '.join(LABELS[m] for m in merged_from['rerun_methods'])} only (the command "
+                 f"below), at the budgets Hyperband spent in the run of {merged_from['date']} "
+                 f"(`{merged_from['command']}`, git {merged_from['git_commit']}), whose other rows are kept.")
+    common.write_result(NAME, args, env, result, body)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import os
 import statistics
@@ -60,7 +61,23 @@ def make_params(workdir: Path, smoke: bool) -> object:
     return parse_params({"seed": 3, "search_space": space, "tune": tune, "mlflow": {"experiment": "bench"}})
 
 
-def one_search(tracked: bool, smoke: bool, data: tuple, repeat: int) -> float:
+WORK_KEYS = ("trial_id", "status", "bracket", "round", "continued_from", "initial_epoch", "target_epochs",
+             "epochs_trained")
+
+
+def trials_run(trials_csv: Path) -> list[dict[str, str]]:
+    """What the search did, trial by trial: id, status, Hyperband bracket/round, epochs, hyperparameters, score."""
+    with trials_csv.open(newline="") as f:
+        return [{k: v for k, v in row.items() if k in WORK_KEYS or k.startswith("hp.") or k == "score"}
+                for row in csv.DictReader(f)]
+
+
+def work_of(trials: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The trials without their scores: the work done (which configurations, how many epochs each)."""
+    return [{k: v for k, v in t.items() if k != "score"} for t in trials]
+
+
+def one_search(tracked: bool, smoke: bool, data: tuple, repeat: int) -> tuple[float, list[dict[str, str]]]:
     from pipeline.model.hypermodel import CNNHyperModel
     from pipeline.stages.tune import tune
     from pipeline.tracking.store import configure
@@ -80,8 +97,9 @@ def one_search(tracked: bool, smoke: bool, data: tuple, repeat: int) -> float:
             tune(params, model, data, f"bench-{repeat}", tracking_uri=uri,
                  hp_names=list(type(params.search_space).model_fields), out_dir=workdir / "out")
         seconds = time.perf_counter() - start
+        trials = trials_run(workdir / "out" / "trials.csv")
         os.chdir(REPO)
-    return seconds
+    return seconds, trials
 
 
 def main() -> int:
@@ -97,14 +115,32 @@ def main() -> int:
         for tracked in (True, False):  # warm-up: imports, TensorFlow start-up, first graph traces
             one_search(tracked, args.smoke, data, -1)
     times: dict[str, list[float]] = {"tracked": [], "untracked": []}
+    trials: dict[str, list[list[dict[str, str]]]] = {"tracked": [], "untracked": []}
     for repeat in range(repeats):
         # alternate which goes first so drift in machine load hits both equally
         order = (True, False) if repeat % 2 == 0 else (False, True)
         for tracked in order:
-            seconds = one_search(tracked, args.smoke, data, repeat)
-            times["tracked" if tracked else "untracked"].append(seconds)
-            print(f"repeat {repeat}: {'with' if tracked else 'without'} tracking {seconds:.2f} s", flush=True)
+            seconds, ran = one_search(tracked, args.smoke, data, repeat)
+            side = "tracked" if tracked else "untracked"
+            times[side].append(seconds)
+            trials[side].append(ran)
+            print(f"repeat {repeat}: {'with' if tracked else 'without'} tracking {seconds:.2f} s, {len(ran)} trials, "
+                  f"{sum(int(t['epochs_trained'] or 0) for t in ran)} epochs", flush=True)
     ratios = [t / u for t, u in zip(times["tracked"], times["untracked"], strict=True)]
+    pairs = list(zip(trials["tracked"], trials["untracked"], strict=True))
+    same_work = [work_of(t) == work_of(u) for t, u in pairs]
+    same_scores = [[r["score"] for r in t] == [r["score"] for r in u] for t, u in pairs]
+    all_runs = trials["tracked"] + trials["untracked"]
+    identical = {
+        # per pair: the same trials (ids, hyperparameters, brackets, epochs trained) on both sides
+        "work_per_pair": same_work, "all_pairs": all(same_work),
+        # and every run, both sides, all repeats: the same search (the seed fixes it)
+        "all_runs": all(work_of(r) == work_of(all_runs[0]) for r in all_runs),
+        "scores_per_pair": same_scores,
+        "epochs_per_run": {side: [sum(int(t["epochs_trained"] or 0) for t in runs) for runs in trials[side]]
+                           for side in trials},
+        "trials_per_run": {side: [len(runs) for runs in trials[side]] for side in trials},
+    }
     median_ratio = statistics.median(ratios)
     result = {
         "repeats": repeats, "seconds": times,
@@ -113,6 +149,7 @@ def main() -> int:
         "median_ratio": median_ratio, "ratios": ratios,
         "overhead_percent": round(100 * (median_ratio - 1), 2), "budget_percent": 5.0,
         "target_ratio": BUDGET_RATIO, "met": median_ratio <= BUDGET_RATIO,
+        "identical_trials": identical, "trials": trials,
     }
     body = (f"### Tracking overhead: median ratio **{median_ratio:.3f}** ({result['overhead_percent']:+.1f}%; "
             f"target <= {BUDGET_RATIO}: {'met' if result['met'] else 'MISSED'})\n\n"
@@ -122,9 +159,16 @@ def main() -> int:
                   f"{result['median_tracked_s']:.1f} s", f"{result['median_untracked_s']:.1f} s",
                   f"{median_ratio:.3f}", f"{min(ratios):.3f}..{max(ratios):.3f}"]])
             + f"\n\n{repeats} interleaved pairs (order alternates), one warm-up pair first; a fresh SQLite store "
-              "per tracked run, created before the clock starts.")
+              "per tracked run, created before the clock starts. Same work on both sides: "
+            + ("**yes**, every pair ran the same trials (hyperparameters, brackets, epochs trained"
+               + ("; identical in every run" if identical["all_runs"] else "") + ")"
+               if identical["all_pairs"] else
+               f"**no**, {same_work.count(False)} of {repeats} pairs ran different trials (see `identical_trials`)")
+            + f"; {sum(same_scores)} of {repeats} pairs also had identical scores. Epochs per run: tracked "
+              f"{identical['epochs_per_run']['tracked']}, untracked {identical['epochs_per_run']['untracked']}.")
     common.write_result(NAME, args, env, result, body)
-    print(f"tracking overhead: {result['overhead_percent']:+.1f}% (median of {repeats} paired ratios)")
+    print(f"tracking overhead: {result['overhead_percent']:+.1f}% (median of {repeats} paired ratios); "
+          f"identical trials in every pair: {identical['all_pairs']}")
     return 0
 
 

@@ -136,7 +136,7 @@ class TuneConfig(Section):
     directory: str = ".tuner"
     # Start a fresh process after this many trials (0: never). TensorFlow keeps ~8 MB per built
     # model that clear_session() does not return; a fresh process resumes from the tuner state.
-    trials_per_process: Annotated[int, Field(ge=0, le=100000)] = 30
+    trials_per_process: Annotated[int, Field(ge=0, le=100000)] = 20
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     chief_address: str = "127.0.0.1"
     chief_port: Annotated[int, Field(ge=1, le=65535)] = 8000

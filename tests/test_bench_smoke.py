@@ -17,10 +17,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("tracking_overhead", "search_efficiency", "throughput", "memory", "dvc_noop")
 SPECIFIC_KEYS = {
-    "tracking_overhead": {"median_ratio", "ratios", "seconds", "repeats", "target_ratio", "met"},
+    "tracking_overhead": {"median_ratio", "ratios", "seconds", "repeats", "target_ratio", "met", "identical_trials",
+                          "trials"},
     "search_efficiency": {"seeds", "budgets", "summary", "runs", "skipped", "plot"},
     "throughput": {"ratio", "target", "met", "variants", "train_images", "config"},
-    "memory": {"trials", "growth_mb", "peak_rss_mb", "samples", "target_growth_mb", "met"},
+    "memory": {"mode", "trials", "growth_mb", "peak_rss_mb", "samples", "target_growth_mb", "met", "restarts",
+               "processes", "trials_per_process", "rss_timeline"},
     "dvc_noop": {"scope", "median_seconds", "seconds", "first_repro_seconds", "stages_rerun_in_noop"},
 }
 
@@ -83,3 +85,40 @@ def test_throughput_reports_every_variant(smoke_results: dict[str, tuple[int, st
     assert set(payload["variants"]) >= {"plain", "tuner_trial"}
     for variant in payload["variants"].values():
         assert variant["images_per_second"] > 0 and variant["train_seconds"]
+
+
+def test_memory_follows_the_cli_search_across_its_restart(smoke_results: dict[str, tuple[int, str, Path]]) -> None:
+    payload = json.loads(smoke_results["memory"][2].read_text())
+    assert payload["mode"] == "pipeline"
+    assert payload["trials_per_process"] == 2 and payload["restarts"] >= 1  # 3 trials, 2 per process
+    assert [s["trial"] for s in payload["samples"]] == [1, 2, 3]
+    assert [s["process"] for s in payload["samples"]] == [1, 1, 2]
+    assert all(s["rss_mb"] > 0 for s in payload["samples"]) and payload["peak_rss_mb"] > 0
+    assert [p["trials"] for p in payload["processes"]] == [2, 1]
+
+
+def test_tracking_overhead_compares_the_work_of_both_sides(smoke_results: dict[str, tuple[int, str, Path]]) -> None:
+    payload = json.loads(smoke_results["tracking_overhead"][2].read_text())
+    same = payload["identical_trials"]
+    assert len(same["work_per_pair"]) == payload["repeats"] and isinstance(same["all_pairs"], bool)
+    for side in ("tracked", "untracked"):
+        assert len(payload["trials"][side]) == payload["repeats"]
+        assert all(run and "epochs_trained" in run[0] for run in payload["trials"][side])
+
+
+def test_search_efficiency_reruns_one_method_and_merges(smoke_results: dict[str, tuple[int, str, Path]],
+                                                        tmp_path: Path) -> None:
+    first = smoke_results["search_efficiency"][2]
+    out = tmp_path / "search_efficiency.json"
+    out.write_text(first.read_text())
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "search_efficiency.py"), "--smoke", "--methods",
+                           "bayesian", "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    before, after = json.loads(first.read_text()), json.loads(out.read_text())
+    assert after["merged_from"]["rerun_methods"] == ["bayesian"]
+    assert after["budgets"] == before["budgets"] and after["seeds"] == before["seeds"]
+    assert {row["method"] for row in after["summary"]} == {row["method"] for row in before["summary"]}
+    kept = [r for r in after["runs"] if r["method"] != "bayesian"]
+    assert [r["curve"] for r in kept] == [r["curve"] for r in before["runs"] if r["method"] != "bayesian"]

@@ -14,12 +14,14 @@ from tests.tune_fixtures import TINY_SPACE
 @pytest.mark.slow
 def test_search_restarts_its_process_and_resumes(project: Path) -> None:
     write_params(project, data={"max_samples": 300}, search_space=TINY_SPACE,
-                 tune={"max_epochs": 3, "factor": 3, "trials_per_process": 2},
+                 # resume: false starts this search over once; the fresh processes must still continue it
+                 tune={"max_epochs": 3, "factor": 3, "trials_per_process": 2, "resume": False},
                  mlflow={"experiment": "recycle"})
     assert run_cli(["preprocess"], cwd=project).returncode == 0
     result = run_cli(["tune"], cwd=project, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("continuing in a fresh one") >= 2  # 6 trials, 2 per process
+    # 6 trials, 2 per process: fresh processes after trials 2 and 4, none after the last one
+    assert result.stdout.count("continuing in a fresh one") == 2, result.stdout
 
     metrics = json.loads((project / "results/tune/metrics.json").read_text())
     assert metrics["trials"] == 6 and metrics["completed"] == 6

@@ -56,7 +56,8 @@ def run(params: Any, args: argparse.Namespace) -> int:
         print(f"{recycle.trials} trials in this process: continuing in a fresh one to release the memory "
               "TensorFlow keeps per model (tune.trials_per_process)", flush=True)
         sys.stderr.flush()
-        os.execv(sys.executable, restart_argv)
+        # The new process must continue this search, even when params say tune.resume: false.
+        os.execv(sys.executable, [*restart_argv, "-S", "tune.resume=true"])
     return 0
 
 

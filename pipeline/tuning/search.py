@@ -59,8 +59,10 @@ def run_search(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
     project_dir = Path(tuner.project_dir)
     previous = [r for r in collect_records(tuner) if r.status in (FINISHED, FAILED)]
     best = best_record(previous, tune.objective)
+    expected = expected_trials(tuner, tune)
+    tuner.trials_left = max(expected - len(previous), 0)
     tuner.on_trial_done = ProgressPrinter(
-        expected_trials(tuner, tune), direction_of(tune.objective), done=len(previous),
+        expected, direction_of(tune.objective), done=len(previous),
         best=(best.trial_id, best.score) if best else None, stream=stream,
     )
     x, y, x_val, y_val = data

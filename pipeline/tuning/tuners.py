@@ -40,6 +40,7 @@ class TrackedTunerMixin:
         self.default_epochs: int | None = None
         self.trials_per_process = 0  # 0: never ask for a fresh process
         self.trials_this_process = 0
+        self.trials_left: int | None = None  # when known: no fresh process after the last trial
         self._active: TrialRecord | None = None
         super().__init__(*args, **kwargs)
 
@@ -76,7 +77,10 @@ class TrackedTunerMixin:
         finally:
             self._close_active(self._settled(trial))
         self.trials_this_process += 1
-        if self.trials_per_process and self.trials_this_process >= self.trials_per_process:
+        if self.trials_left is not None:
+            self.trials_left -= 1
+        more_to_come = self.trials_left is None or self.trials_left > 0
+        if self.trials_per_process and self.trials_this_process >= self.trials_per_process and more_to_come:
             # Between trials, with the oracle's state saved: a new process resumes exactly here.
             raise ProcessRecycle(self.trials_this_process)
 

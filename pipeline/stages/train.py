@@ -15,19 +15,15 @@ from typing import Any
 
 from pipeline import paths
 from pipeline.errors import PipelineError
+from pipeline.handoff import read_handoff
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 def read_best_hparams(path: Path = paths.BEST_HPARAMS_FILE) -> dict[str, Any]:
-    if not path.is_file():
-        raise PipelineError(f"{path}: not found; run `python -m pipeline tune` (or `dvc repro`) first")
-    try:
-        best = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise PipelineError(f"{path}: not valid JSON ({error}); run `python -m pipeline tune` again") from None
-    if not isinstance(best, dict) or not isinstance(best.get("values"), dict):
-        raise PipelineError(f"{path}: no 'values' mapping of hyperparameters; run `python -m pipeline tune` again")
+    best = read_handoff(path, producer="tune", required="values")
+    if not isinstance(best["values"], dict):
+        raise PipelineError(f"{path}: 'values' is not a mapping of hyperparameters; rerun `python -m pipeline tune`")
     return best
 
 

@@ -7,7 +7,6 @@ and the model. Keras is not imported here: the stage wraps ``log_epoch`` in a ca
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import TrackingError
+from pipeline.handoff import read_handoff
 
 # MLflow's run-id environment variable: `mlflow run` sets it so that the entry point's
 # code logs into the project's run. The train run is a run of its own in the configured
@@ -118,12 +118,4 @@ def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: list[Path] 
 
 def read_train_run(path: Path) -> dict[str, Any]:
     """The train stage's record of its run (``results/train/run.json``), as evaluate and register read it."""
-    if not path.is_file():
-        raise TrackingError(f"{path}: not found; run `python -m pipeline train` (or `dvc repro`) first")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise TrackingError(f"{path}: not valid JSON ({error}); run `python -m pipeline train` again") from None
-    if not isinstance(record, dict) or "run_id" not in record:
-        raise TrackingError(f"{path}: no run_id; run `python -m pipeline train` again")
-    return record
+    return read_handoff(path, producer="train", required="run_id")

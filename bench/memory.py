@@ -140,6 +140,21 @@ def child(trials: int, samples_path: Path, mode: str = "in_process") -> int:
     return 0
 
 
+def sample_rss(proc: subprocess.Popen, start: float) -> list[tuple[float, float]]:
+    """(seconds since ``start``, RSS in MB) of ``proc`` every SAMPLE_SECONDS until it exits."""
+    import psutil
+
+    watched = psutil.Process(proc.pid)
+    timeline: list[tuple[float, float]] = []
+    while proc.poll() is None:
+        try:
+            timeline.append((time.perf_counter() - start, watched.memory_info().rss / MB))
+        except psutil.Error:
+            pass
+        time.sleep(SAMPLE_SECONDS)
+    return timeline
+
+
 def slope_mb_per_trial(samples: list[dict[str, Any]]) -> float | None:
     """Least-squares slope of RSS over trials, leaving out the first tenth (warm-up allocations)."""
     points = [(s["trial"], s["rss_mb"]) for s in samples if s["trial"] >= 0]
@@ -183,7 +198,6 @@ def write_project_params(project: Path, trials: int, trials_per_process: int | N
 
 def run_cli_search(trials: int, trials_per_process: int | None) -> dict[str, Any]:
     """preprocess + tune through ``python -m pipeline`` in a temp project; RSS of the tune pid sampled."""
-    import psutil
 
     with tempfile.TemporaryDirectory(prefix="bench-memory-cli-") as tmp:
         project = copy_project(Path(tmp) / "project")
@@ -206,14 +220,7 @@ def run_cli_search(trials: int, trials_per_process: int | None) -> dict[str, Any
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        watched = psutil.Process(proc.pid)
-        timeline: list[tuple[float, float]] = []  # (seconds, RSS MB) of the tune pid, across its re-execs
-        while proc.poll() is None:
-            try:
-                timeline.append((time.perf_counter() - start, watched.memory_info().rss / MB))
-            except psutil.Error:
-                pass
-            time.sleep(SAMPLE_SECONDS)
+        timeline = sample_rss(proc, start)  # the tune pid's RSS, across its re-execs
         reader.join(timeout=30)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
@@ -259,7 +266,6 @@ def by_process(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run_in_process(mode: str, trials: int) -> dict[str, Any]:
     """A diagnosis mode in a child process of this script; the parent samples the child's RSS for the peak."""
-    import psutil
 
     with tempfile.TemporaryDirectory(prefix="bench-memory-parent-") as tmp:
         samples_path = Path(tmp) / "samples.json"
@@ -267,16 +273,9 @@ def run_in_process(mode: str, trials: int) -> dict[str, Any]:
                "--child", str(samples_path)]
         log_path = Path(tmp) / "child.log"
         start = time.perf_counter()
-        timeline: list[tuple[float, float]] = []
         with log_path.open("w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-            watched = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                try:
-                    timeline.append((time.perf_counter() - start, watched.memory_info().rss / MB))
-                except psutil.Error:
-                    pass
-                time.sleep(SAMPLE_SECONDS)
+            timeline = sample_rss(proc, start)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             print(log_path.read_text()[-4000:], file=sys.stderr)

@@ -64,7 +64,7 @@ RESTART = "continuing in a fresh one"
 MODES = {
     "pipeline": "`python -m pipeline tune` as a user runs it: restarts every tune.trials_per_process trials "
                 "(the figure against the target)",
-    "in_process": "pipeline.stages.tune.tune() called in one process with MLflow tracking: never restarts",
+    "in_process": "pipeline.tuning.session.tune() called in one process with MLflow tracking: never restarts",
     "untracked": "the same in-process search without tracking (NullTracker): is the growth MLflow's?",
     "keras_loop": "no tuner: clear_session + build + fit per trial with random values: is it Keras/TF's?",
 }
@@ -98,7 +98,7 @@ def child(trials: int, samples_path: Path, mode: str = "in_process") -> int:
     common.quiet_tensorflow()
     from pipeline.config import parse_params
     from pipeline.model.hypermodel import CNNHyperModel
-    from pipeline.stages.tune import tune
+    from pipeline.tuning.session import tune
     from pipeline.tracking.store import configure
 
     process = psutil.Process()

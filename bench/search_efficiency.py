@@ -374,8 +374,11 @@ def write(args: argparse.Namespace, env: dict[str, Any], params: Any, methods: l
         order = {m: i for i, m in enumerate(METHODS)}
         runs = sorted(kept + runs, key=lambda r: (r["seed"], order[r["method"]]))
         seeds, budgets = list(previous["seeds"]), list(previous["budgets"])
-        methods = [m for m in METHODS if any(r["method"] == m for r in runs) or m in methods]
+        # a method skipped before (optuna not installed) has no runs but still a summary row: keep it, so a
+        # merge gives the same rows with and without optuna; its skip reason stays unless it was rerun now
         skipped = {**{k: v for k, v in previous.get("skipped", {}).items() if k not in methods}, **skipped}
+        previous_methods = {row["method"] for row in previous.get("summary", [])} | set(skipped)
+        methods = [m for m in METHODS if any(r["method"] == m for r in runs) or m in methods or m in previous_methods]
         merged_from = {"command": previous["command"], "date": previous["environment"]["date"],
                        "git_commit": previous["environment"].get("git_commit"),
                        "rerun_methods": sorted({m for m, _ in rerun})}

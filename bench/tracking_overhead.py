@@ -79,7 +79,7 @@ def work_of(trials: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def one_search(tracked: bool, smoke: bool, data: tuple, repeat: int) -> tuple[float, list[dict[str, str]]]:
     from pipeline.model.hypermodel import CNNHyperModel
-    from pipeline.stages.tune import tune
+    from pipeline.tuning.session import tune
     from pipeline.tracking.store import configure
 
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:

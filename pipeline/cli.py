@@ -7,14 +7,39 @@ or flag fails in about a second, without loading TensorFlow.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from pipeline import __version__
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, shorten
+
+# An error line is cut here: it names a file or key and what is allowed, never a whole value.
+MAX_ERROR_LINE = 1000
+# Failures of the machine, not of the code: one line naming the file, not a traceback.
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the pipeline's error format: one ``error:`` line, exit code 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {shorten(message.removeprefix('argument '), 300)} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be given as 1 or more (0 is not "use the default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {shorten(text, 40)!r}; allowed: a whole number, 1 or more") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}; allowed: 1 or more")
+    return value
 
 
 @dataclass(frozen=True)
@@ -26,7 +51,7 @@ class Command:
 
 
 def _tune_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, metavar="N",
+    parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="run KerasTuner's distributed mode with N workers on this machine "
                              "(overrides tune.workers)")
 
@@ -41,7 +66,7 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, metavar="URI",
                         help="MLflow model URI, e.g. models:/digits-cnn@champion, or a .keras file "
                              "(default: models:/<register.model_name>@champion)")
-    parser.add_argument("--top", type=int, default=1, metavar="K", help="show the K most likely classes")
+    parser.add_argument("--top", type=positive_int, default=1, metavar="K", help="show the K most likely classes")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
 
 
@@ -61,7 +86,7 @@ COMMANDS: tuple[Command, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m pipeline",
         description="CNN tuning pipeline: preprocess -> tune -> train -> evaluate -> register "
                     "(run them all with `dvc repro`).",
@@ -93,7 +118,27 @@ def _load_target(target: str) -> Callable[..., int | None]:
     return getattr(importlib.import_module(module_name), function)
 
 
+def _print_error_lines(lines: list[str]) -> None:
+    """The ``error:`` lines, last on the terminal: stdout flushed first, redacted and bounded."""
+    from pipeline.tracking.redact import redact
+
+    sys.stdout.flush()
+    for line in lines:
+        text = redact(" ".join(str(line).splitlines()))
+        if len(text) > MAX_ERROR_LINE:
+            text = f"{text[:MAX_ERROR_LINE]}... ({len(text) - MAX_ERROR_LINE} more characters)"
+        print(f"error: {text}", file=sys.stderr)
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.tracking.redact import redacted_output
+
+    with redacted_output():  # no password from a tracking URI in anything this process prints
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:  # a real command line: a stage may restart itself with the same arguments
         args.restart_argv = [sys.executable, "-m", "pipeline", *sys.argv[1:]]
@@ -106,9 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = load_params(args.params, overrides)
         result = _load_target(args._command.target)(params, args)
     except PipelineError as error:
-        for line in error.lines:
-            print(f"error: {line}", file=sys.stderr)
+        _print_error_lines(error.lines)
         return error.exit_code
+    except OSError as error:
+        if error.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        _print_error_lines([f"{error.filename or 'output'}: {error.strerror}"])
+        return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept, run the command again to resume", file=sys.stderr)
         return 130

@@ -6,15 +6,16 @@ This module must stay free of TensorFlow/Keras/MLflow imports: a mistake in
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, short_repr, shorten
 from pipeline.hparams import Choice, Fixed, HParam, Range, parse_hparam
+from pipeline.strict_yaml import load_yaml
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -111,6 +112,13 @@ class SearchSpaceConfig(Section):
     restart_epochs: _hp("int", ge=1, le=1000) = Fixed(3)
     restart_mult: _hp("float", ge=1.0, le=10.0) = Fixed(2.0)
     warmup_epochs: _hp("int", ge=0, le=1000) = Fixed(1)
+    # data augmentation (section 2.1.2: more diverse data against overfitting); active in
+    # training only. Sizes are fractions of the image (translate, zoom) or degrees (rotate),
+    # so the same values fit 8x8 digits and 224x224 photos.
+    augment_translate: _hp("float", ge=0.0, le=0.5) = Choice((0.0, 0.125))
+    augment_rotate: _hp("float", ge=0.0, le=180.0) = Fixed(0.0)
+    augment_zoom: _hp("float", ge=0.0, lt=1.0) = Fixed(0.0)
+    augment_flip: _hp("bool") = Fixed(False)  # horizontal; not for digits or text
     # loss and batch
     label_smoothing: _hp("float", ge=0.0, lt=1.0) = Fixed(0.0)
     batch_size: _hp("int", ge=1, le=65536) = Choice((32, 64))
@@ -118,7 +126,7 @@ class SearchSpaceConfig(Section):
 
 # ------------------------------------------------------------------------ stages
 class TuneConfig(Section):
-    tuner: Literal["hyperband", "random", "bayesian"] = "hyperband"
+    tuner: Literal["bohb", "hyperband", "random", "bayesian"] = "bohb"
     objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     max_epochs: Annotated[int, Field(ge=1, le=10000)] = 9
     factor: Annotated[int, Field(ge=2, le=100)] = 3
@@ -142,15 +150,30 @@ class TuneConfig(Section):
     chief_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     # Keras' per-batch progress bars; off by default, the stage prints a line per trial.
     keras_verbose: bool = False
+    # bohb only: configurations to try first (as Ray Tune's points_to_evaluate), each a mapping
+    # of search-space keys to values; keys left out are drawn at random.
+    initial_points: list[dict[str, Any]] = []
 
 
 class TrainConfig(Section):
     epochs: Annotated[int, Field(ge=1, le=10000)] = 20
-    early_stopping_patience: Annotated[int, Field(ge=0, le=1000)] = 5
+    # null (default): train all `epochs` and keep the last weights, where the annealing schedules
+    # end; a number stops after that many epochs without improvement and keeps the best epoch
+    # (on a small validation split that picks a lucky epoch more often than a better model).
+    early_stopping_patience: Annotated[int, Field(ge=0, le=1000)] | None = None
+    # The final model averages this many of the search's best distinct configurations, each
+    # retrained for `epochs` (1: the best configuration alone).
+    ensemble: Annotated[int, Field(ge=1, le=20)] = 3
+    # A retrained configuration whose validation score falls short of the search's by more
+    # than this is replaced by the trial's own checkpoint, with a warning and a run tag.
+    reproduce_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
 
 
 class RegisterConfig(Section):
     model_name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\- ]+$")] = "digits-cnn"
+    # The gate for alias `challenger`: a model below it is registered without an alias.
+    min_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    require_beat_baseline: bool = True  # test accuracy above evaluate's best scikit-learn baseline
 
 
 class PromoteConfig(Section):
@@ -197,6 +220,21 @@ with warnings.catch_warnings():
                 )
             return self
 
+        @model_validator(mode="after")
+        def _initial_points_fit_the_space(self) -> Params:
+            if self.tune.initial_points and self.tune.tuner != "bohb":
+                raise ValueError(f"tune.initial_points: used by tune.tuner bohb only, not {self.tune.tuner!r}; "
+                                 "allowed: remove it, or tuner: bohb")
+            for index, point in enumerate(self.tune.initial_points):
+                for key, value in point.items():
+                    spec = getattr(self.search_space, key, None) if key in SearchSpaceConfig.model_fields else None
+                    if spec is None:
+                        raise ValueError(f"tune.initial_points[{index}].{key}: not a search_space key")
+                    if not spec.allows(value):
+                        raise ValueError(f"tune.initial_points[{index}].{key}: {value!r} is outside search_space.{key} "
+                                         f"({spec.describe()})")
+            return self
+
 
 # ------------------------------------------------------------------------ loading
 def _describe_allowed_keys(loc: tuple[Any, ...]) -> str:
@@ -222,9 +260,10 @@ def format_validation_error(error: ValidationError, source: str) -> list[str]:
             allowed = _describe_allowed_keys(loc)
             message = f"unknown key; allowed keys: {allowed}" if allowed else "unknown key"
         else:
-            message = item["msg"].removeprefix("Value error, ")
+            message = shorten(item["msg"].removeprefix("Value error, "), 300)
         got = item.get("input")
-        shown = "" if kind == "missing" or isinstance(got, dict) else f" (got {got!r})"
+        # Bounded: the input may be a huge string or an expanded alias structure.
+        shown = "" if kind == "missing" or isinstance(got, dict) else f" (got {short_repr(got)})"
         lines.append(f"{source}: {path}: {message}{shown}")
     return lines
 
@@ -240,17 +279,35 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise ConfigError(format_validation_error(error, source)) from None
 
 
+# A params file is a few kB; this bound only stops a wrong file (a dataset, a log) early.
+MAX_PARAMS_BYTES = 10 * 1024 * 1024
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; a byte that is not UTF-8 (even in a comment) is named by its offset."""
+    try:
+        if path.stat().st_size > MAX_PARAMS_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; allowed: at most {MAX_PARAMS_BYTES:,}")
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it ({error.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"{path}: byte {error.start} (line {line}) is 0x{data[error.start]:02x}, not UTF-8; "
+                          "allowed: a UTF-8 text file") from None
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> Params:
     """Read and validate ``params.yaml``; ``overrides`` maps dotted keys to values."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError([f"{path}: file not found (run from the repository root or pass --params)"])
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError([f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}"]) from None
+    raw = load_yaml(_read_text(path), str(path))
+    if raw is None:
+        # An empty file is valid (DVC may create one), but say so: a wrong --params would look the same.
+        print(f"note: {path} is empty: using the defaults", file=sys.stderr)
     for dotted, value in (overrides or {}).items():
         raw = _set_dotted(raw or {}, dotted, value)
     return parse_params(raw, source=str(path))
@@ -272,9 +329,18 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[str, Any]:
     """``key.path=value`` with a YAML value, as in ``dvc exp run -S``."""
     key, sep, value = text.partition("=")
+    key = key.strip()
+    shown = f"-S {shorten(text)!r}"
     if not sep or not key:
-        raise ConfigError([f"override {text!r}: expected KEY=VALUE, e.g. tune.max_epochs=3"])
-    return key.strip(), yaml.safe_load(value)
+        raise ConfigError([f"{shown}: expected KEY=VALUE, e.g. tune.max_epochs=3"])
+    if not all(key.split(".")):
+        raise ConfigError([f"{shown}: {shorten(key)!r} has an empty part; allowed: dotted keys like tune.max_epochs"])
+    try:
+        return key, load_yaml(value, shown, root=key)
+    except ConfigError as error:
+        # The strict loader's message, said about the override instead of a file.
+        raise ConfigError([line.replace(f"{shown}: not valid YAML", f"{shown}: the value is not valid YAML")
+                           for line in error.lines]) from None
 
 
 __all__ = [

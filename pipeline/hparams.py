@@ -26,6 +26,9 @@ class Fixed:
     def describe(self) -> Any:
         return self.value
 
+    def allows(self, value: Any) -> bool:
+        return value == self.value
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -38,6 +41,9 @@ class Choice:
     def describe(self) -> Any:
         return {"choices": list(self.choices)}
 
+    def allows(self, value: Any) -> bool:
+        return value in self.choices
+
 
 @dataclass(frozen=True)
 class Range:
@@ -49,6 +55,9 @@ class Range:
     @property
     def searched(self) -> bool:
         return True
+
+    def allows(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.min <= value <= self.max
 
     def describe(self) -> Any:
         out: dict[str, Any] = {"min": self.min, "max": self.max, "sampling": self.sampling}

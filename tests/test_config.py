@@ -21,7 +21,8 @@ def test_shipped_params_load_and_search_the_guides_dimensions() -> None:
     assert isinstance(space.learning_rate, Range) and space.learning_rate.sampling == "log"
     assert set(space.lr_schedule.choices) == {"constant", "step", "exponential", "cosine", "cosine_restarts",
                                               "warmup_cosine"}
-    assert params.tune.tuner == "hyperband" and params.tune.factor == 3
+    # a Hyperband-family tuner (BOHB is Hyperband with model-based sampling)
+    assert params.tune.tuner in {"bohb", "hyperband"} and params.tune.factor == 3
 
 
 @pytest.mark.parametrize(
@@ -80,10 +81,10 @@ def test_invalid_yaml_and_missing_file(project: Path) -> None:
 
 
 def test_command_line_overrides(project: Path) -> None:
-    result = run_cli(["validate", "-S", "tune.max_epochs=3", "-S", "search_space.init=zeros"], cwd=project)
+    result = run_cli(["validate", "-S", "tune.max_epochs=3", "-S", "search_space.init=he_normal"], cwd=project)
     assert result.returncode == 0, result.stderr
     shown = yaml.safe_load(result.stdout)
-    assert shown["tune"]["max_epochs"] == 3 and shown["search_space"]["init"] == "zeros"
+    assert shown["tune"]["max_epochs"] == 3 and shown["search_space"]["init"] == "he_normal"
     result = run_cli(["validate", "-S", "tune.factor"], cwd=project)
     assert result.returncode == 2 and "expected KEY=VALUE" in result.stderr
 
@@ -105,3 +106,97 @@ def test_help_lists_every_command(project: Path) -> None:
                     "predict"):
         assert command in result.stdout
         assert run_cli([command, "--help"], cwd=project).returncode == 0
+
+
+# ------------------------------------------------------------------ strict loading
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("tune:\n  factor: 3\n  factor: 50\n", "tune.factor: duplicate key at line 3 (first at line 2)"),
+        ("tune:\n  factor: 3\ntrain:\n  epochs: 2\ntune:\n  max_epochs: 4\n",
+         "tune: duplicate key at line 5 (first at line 1)"),
+        ("search_space:\n  init:\n    choices: [zeros]\n    choices: [he_normal]\n",
+         "search_space.init.choices: duplicate key at line 4 (first at line 3)"),
+    ],
+)
+def test_duplicate_keys_are_errors_naming_key_and_line(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    assert caught.value.lines == [f"{path}: {fragment}; allowed: each key once"]
+
+
+def test_merge_keys_may_override_without_being_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    text = "tune:\n  <<: {factor: 3, max_epochs: 4}\n  factor: 5\n"
+    path.write_text(text, encoding="utf-8")
+    params = load_params(path)
+    assert params.tune.factor == 5 and params.tune.max_epochs == 4
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_offset_even_in_a_comment(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"tune:\n  factor: 3  # caf\xe9\n")
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    assert caught.value.lines == [f"{path}: byte 24 (line 2) is 0xe9, not UTF-8; allowed: a UTF-8 text file"]
+
+
+def test_empty_params_run_on_defaults_with_one_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing set yet\n", encoding="utf-8")
+    params = load_params(path, {"tune.factor": 4})
+    assert params.tune.factor == 4 and params.tune.max_epochs == 9
+    assert capsys.readouterr().err.splitlines() == [f"note: {path} is empty: using the defaults"]
+
+
+def test_an_alias_bomb_fails_fast_with_a_bounded_message(tmp_path: Path) -> None:
+    import time
+
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    names = "abcdefgh"
+    for prev, name in zip(names, names[1:], strict=False):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    lines.append(f"tune: {{max_epochs: [{', '.join(['*h'] * 9)}]}}")
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    assert time.perf_counter() - start < 2
+    assert len(caught.value.lines) == 1 and len(caught.value.lines[0]) < 300
+    assert "anchors and aliases expand to" in caught.value.lines[0], caught.value.lines
+
+
+def test_a_huge_value_is_cut_in_the_message() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_params({"tune": {"max_epochs": "9" * 1_000_000}, "data": {"source": ["x"] * 1_000_000}})
+    assert all(len(line) < 600 for line in caught.value.lines), [len(line) for line in caught.value.lines]
+    assert all("..." in line for line in caught.value.lines)
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("tune.max_epochs=[1,", "-S 'tune.max_epochs=[1,': the value is not valid YAML at line 1"),
+        ("tune..factor=3", "'tune..factor' has an empty part"),
+        ("tune={factor: 3, factor: 4}", "tune.factor: duplicate key"),
+    ],
+)
+def test_malformed_overrides_are_one_line_naming_the_override(project: Path, override: str, fragment: str) -> None:
+    result = run_cli(["validate", "-S", override], cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert fragment in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_cli_reports_duplicates_and_bad_bytes_in_one_line(project: Path) -> None:
+    (project / "params.yaml").write_bytes(b"tune:\n  factor: 3\n  factor: 50\n")
+    result = run_cli(["validate"], cwd=project)
+    assert result.returncode == 2
+    assert result.stderr == ("error: params.yaml: tune.factor: duplicate key at line 3 (first at line 2); "
+                             "allowed: each key once\n")
+    (project / "params.yaml").write_bytes(b"# \xff\n")
+    result = run_cli(["validate"], cwd=project)
+    assert result.returncode == 2 and result.stderr.startswith("error: params.yaml: byte 2 (line 1)")

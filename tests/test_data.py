@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from pipeline.config import parse_params
+from pipeline.config import DataConfig, parse_params
 from pipeline.data import images, sources
-from pipeline.data.normalize import apply_normalization, fit_normalization
+from pipeline.data.fingerprint import fingerprint
+from pipeline.data.moments import channel_mean_std
+from pipeline.data.normalize import apply_normalization, fit_normalization, normalize_in_place
+from pipeline.data.reorder import gather_rows_in_place
+from pipeline.data.sources import image_folders, keras_datasets
 from pipeline.data.split import split_indices, stratified_subsample
 from pipeline.data.store import load_meta, load_split
 from pipeline.errors import DataError
@@ -18,11 +25,21 @@ from pipeline.stages import preprocess
 from tests.conftest import run_cli, write_params
 
 
+def data_config(**values: object) -> DataConfig:
+    return parse_params({"data": values}).data
+
+
+def test_registry_knows_exactly_the_sources_the_schema_allows() -> None:
+    allowed = typing.get_args(DataConfig.model_fields["source"].annotation)
+    assert sorted(sources.SOURCES) == sorted(allowed)
+    assert all(source.name == name for name, source in sources.SOURCES.items())
+
+
 def test_digits_source() -> None:
-    raw = sources.load_digits()
+    raw = sources.load_source(data_config(source="digits"))
     assert raw.x.shape == (1797, 8, 8, 1) and raw.x.dtype == np.float32
     assert raw.x.max() == 16 and raw.pixel_max == 16
-    assert raw.class_names == [str(i) for i in range(10)]
+    assert raw.class_names == [str(i) for i in range(10)] and raw.dataset == "digits"
     assert np.bincount(raw.y).min() > 170
 
 
@@ -73,8 +90,8 @@ def test_image_folders_with_corrupt_file(tmp_path: Path, make_images) -> None:
     root = make_images(tmp_path / "raw", {"cats": 6, "dogs": 5}, size=(20, 16))
     (root / "dogs" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"1 unreadable image file\(s\): .*broken.png.*on_bad_image: skip"):
-        images.load_image_folders(root, (8, 8), "grayscale", "error")
-    raw = images.load_image_folders(root, (8, 6), "rgb", "skip")
+        image_folders.load_image_folders(root, (8, 8), "grayscale", "error")
+    raw = image_folders.load_image_folders(root, (8, 6), "rgb", "skip")
     assert raw.x.shape == (11, 8, 6, 3) and raw.class_names == ["cats", "dogs"]
     assert raw.skipped == [str(root / "dogs" / "broken.png")]
     assert np.bincount(raw.y).tolist() == [6, 5]
@@ -91,7 +108,7 @@ def test_image_folder_layout_errors(tmp_path: Path, make_images, layout: dict, m
     for name in layout:
         (root / name).mkdir(exist_ok=True)
     with pytest.raises(DataError, match=message):
-        images.load_image_folders(root, (8, 8), "grayscale", "error")
+        image_folders.load_image_folders(root, (8, 8), "grayscale", "error")
 
 
 def test_one_image_class_fails_preprocess_clearly(project: Path, make_images) -> None:
@@ -110,26 +127,39 @@ def test_keras_source_with_mocked_download(monkeypatch: pytest.MonkeyPatch) -> N
         y = np.repeat(np.arange(10), 3).reshape(-1, 1)  # CIFAR's labels are (N, 1)
         return (x[:20], y[:20]), (x[20:], y[20:])
 
-    monkeypatch.setattr(sources, "_keras_loader", lambda name: fake_load_data)
-    raw = sources.load_keras("cifar10")
-    assert raw.x.shape == (30, 32, 32, 3) and raw.y.shape == (30,) and raw.pixel_max == 255
-    assert raw.class_names[0] == "airplane"
+    monkeypatch.setattr(keras_datasets, "_keras_loader", lambda name: fake_load_data)
+    raw = sources.load_source(data_config(source="keras", keras_dataset="cifar10"))
+    assert raw.x.shape == (30, 32, 32, 3) and raw.x.dtype == np.float32 and raw.y.shape == (30,)
+    assert raw.pixel_max == 255 and raw.class_names[0] == "airplane" and raw.dataset == "cifar10"
+    assert raw.y.tolist() == np.repeat(np.arange(10), 3).tolist()  # train part first, then test
 
 
 def test_keras_source_offline_suggests_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
     def offline():
         raise OSError("URL fetch failure on https://storage.googleapis.com/...: no network")
 
-    monkeypatch.setattr(sources, "_keras_loader", lambda name: offline)
+    monkeypatch.setattr(keras_datasets, "_keras_loader", lambda name: offline)
     with pytest.raises(DataError, match="needs the network.*data.source: digits.*data.source: images"):
-        sources.load_keras("mnist")
+        sources.load_source(data_config(source="keras", keras_dataset="mnist"))
 
 
 def test_keras_grayscale_gets_a_channel_axis(monkeypatch: pytest.MonkeyPatch) -> None:
     x = np.zeros((12, 28, 28), dtype=np.uint8)
     y = np.arange(12) % 10
-    monkeypatch.setattr(sources, "_keras_loader", lambda name: lambda: ((x[:8], y[:8]), (x[8:], y[8:])))
-    assert sources.load_keras("fashion_mnist").x.shape == (12, 28, 28, 1)
+    monkeypatch.setattr(keras_datasets, "_keras_loader", lambda name: lambda: ((x[:8], y[:8]), (x[8:], y[8:])))
+    assert keras_datasets.load_keras("fashion_mnist").x.shape == (12, 28, 28, 1)
+
+
+def test_keras_dataset_through_the_stage_records_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, size=(60, 28, 28), dtype=np.uint8)
+    y = np.arange(60) % 10
+    monkeypatch.setattr(keras_datasets, "_keras_loader", lambda name: lambda: ((x[:50], y[:50]), (x[50:], y[50:])))
+    params = parse_params({"data": {"source": "keras", "keras_dataset": "fashion_mnist"},
+                           "split": {"validation": 0.2, "test": 0.2}})
+    splits, meta = preprocess.preprocess(params, sources.load_source(params.data))
+    assert meta["source"] == "keras" and meta["dataset"] == "fashion_mnist" and meta["input_shape"] == [28, 28, 1]
+    assert meta["class_names"][9] == "ankle-boot" and sum(meta["sizes"].values()) == 60
 
 
 def test_preprocess_stage_outputs(project: Path) -> None:
@@ -153,10 +183,108 @@ def test_images_preprocess_and_prediction_loading_agree(tmp_path: Path, make_ima
     root = make_images(tmp_path / "raw", {"dark": 8, "light": 8})
     params = parse_params({"data": {"source": "images", "images_dir": str(root), "image_size": [6, 6]},
                            "split": {"validation": 0.25, "test": 0.25}})
-    splits, meta = preprocess.preprocess(params, preprocess.load_source(params))
+    splits, meta = preprocess.preprocess(params, sources.load_source(params.data))
     assert meta["input_shape"] == [6, 6, 1] and meta["class_names"] == ["dark", "light"]
     x, files = images.load_for_prediction([root / "light"], meta)
     assert len(files) == 8 and x.shape == (8, 6, 6, 1)
     # a training image and the same file loaded for prediction are identical arrays
     train_x = np.concatenate([s[0] for s in splits.values()])
     assert any(np.allclose(x[0], t, atol=1e-5) for t in train_x)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("chunk", [100, 1 << 16])
+def test_streamed_statistics_equal_scikit_learn_bit_for_bit(channels: int, chunk: int) -> None:
+    rng = np.random.default_rng(channels)
+    pixels = rng.normal(120, 60, size=(50_001, channels)).astype(np.float32)
+    pixels[:, 0] = np.round(pixels[:, 0])  # integer pixel values, as from image files
+    scaler = StandardScaler().fit(pixels.astype(np.float64))
+    mean, std = channel_mean_std(pixels, chunk)
+    assert mean.tobytes() == scaler.mean_.tobytes() and std.tobytes() == scaler.scale_.tobytes()
+    constant = np.full((1000, channels), 7.0, dtype=np.float32)  # std 0 -> scale 1, as scikit-learn
+    reference = StandardScaler().fit(constant.astype(np.float64)).scale_
+    assert channel_mean_std(constant, chunk)[1].tolist() == reference.tolist() == [1.0] * channels
+
+
+@pytest.mark.parametrize("method", ["standardize", "minmax", "none"])
+def test_fit_and_in_place_normalization_match_the_float64_reference(method: str) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, size=(300, 9, 7, 3)).astype(np.float32)
+    x[..., 2] = 5.0  # a constant channel
+    pixels = x.reshape(-1, 3).astype(np.float64)
+    stats = fit_normalization(x, method)
+    if method == "standardize":
+        scaler = StandardScaler().fit(pixels)
+        assert stats["mean"] == scaler.mean_.tolist() and stats["std"] == scaler.scale_.tolist()
+    elif method == "minmax":
+        scaler = MinMaxScaler().fit(pixels)
+        assert stats["min"] == scaler.data_min_.tolist()
+        assert stats["range"] == np.where(scaler.data_range_ > 0, scaler.data_range_, 1.0).tolist()
+    expected = apply_normalization(x, stats)
+    normalize_in_place(x, stats)
+    assert x.dtype == np.float32 and x.tobytes() == expected.tobytes()
+
+
+def test_gather_rows_in_place_equals_fancy_indexing() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(101, 4, 2)).astype(np.float32)
+    for order in (rng.permutation(101), rng.permutation(101)[:37], np.arange(101), np.array([], dtype=int)):
+        work = x.copy()
+        view = gather_rows_in_place(work, order)
+        assert view.base is work and view.tobytes() == x[order].tobytes()  # a view: nothing copied
+        left = np.setdiff1d(np.arange(101), order)
+        assert work[len(order):].tobytes() == x[left].tobytes()  # the rest keeps its order after them
+    with pytest.raises(ValueError, match="repeats"):
+        gather_rows_in_place(x.copy(), np.array([1, 1]))
+
+
+@pytest.mark.parametrize(("max_samples", "method"), [(None, "standardize"), (90, "minmax"), (None, "none")])
+def test_in_place_preprocess_equals_the_copying_reference(max_samples: int | None, method: str) -> None:
+    """What preprocess did before it worked in place: same arrays, statistics and fingerprint."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, size=(150, 6, 5, 3)).astype(np.float32)
+    y = np.repeat(np.arange(3), 50)
+    params = parse_params({"seed": 3, "data": {"source": "images", "max_samples": max_samples},
+                           "preprocess": {"normalization": method}})
+    keep = stratified_subsample(y, max_samples, 3)
+    parts = split_indices(y[keep], 0.15, 0.15, 3)
+    stats = fit_normalization(x[keep][parts["train"]].copy(), method)
+    expected = {name: (apply_normalization(x[keep][idx], stats), y[keep][idx].astype(np.int32))
+                for name, idx in parts.items()}
+    arrays = {f"{k}_{n}": a for n, (xs, ys) in expected.items() for k, a in (("x", xs), ("y", ys))}
+    raw = sources.RawDataset(x=x.copy(), y=y, class_names=["a", "b", "c"], pixel_max=255.0, dataset="images")
+    splits, meta = preprocess.preprocess(params, raw)
+    for name, (xs, ys) in expected.items():
+        assert splits[name][0].tobytes() == xs.tobytes() and splits[name][1].tobytes() == ys.tobytes()
+    assert meta["normalization"] == stats
+    assert meta["fingerprint"] == fingerprint(arrays, extra=repr(sorted(stats.items())))
+
+
+def test_preprocess_holds_the_images_once() -> None:
+    """Splitting and normalizing allocate next to nothing beyond the source's own array."""
+    rng = np.random.default_rng(0)
+    raw = sources.RawDataset(x=rng.integers(0, 256, size=(4000, 32, 32, 3)).astype(np.float32),
+                             y=np.arange(3000) % 10, class_names=list("abcdefghij"), pixel_max=255.0,
+                             dataset="images")
+    params = parse_params({"data": {"source": "images"}})
+    tracemalloc.start()
+    try:
+        preprocess.preprocess(params, raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Was over 4x: a subsample copy, per-split copies, a float64 copy for the statistics and one per
+    # split. Now only chunks of a few MB (float64 work space), whatever the size of the images.
+    assert peak < 0.25 * raw.x.nbytes, f"peak {peak / 2**20:.1f} MB for {raw.x.nbytes / 2**20:.1f} MB of images"
+
+
+def test_a_source_adds_meta_keys_but_cannot_overwrite_the_stage_s(tmp_path: Path) -> None:
+    params = parse_params({"split": {"validation": 0.2, "test": 0.2}})
+
+    def raw(meta: dict) -> sources.RawDataset:
+        return sources.RawDataset(x=np.ones((30, 4, 4, 1), np.float32), y=np.arange(30) % 3,
+                                  class_names=["a", "b", "c"], pixel_max=1.0, dataset="x", meta=meta)
+
+    assert preprocess.preprocess(params, raw({"revision": "abc123"}))[1]["revision"] == "abc123"
+    with pytest.raises(ValueError, match=r"meta.json key\(s\) the stage owns: \['fingerprint', 'sizes'\]"):
+        preprocess.preprocess(params, raw({"sizes": 1, "fingerprint": "0"}))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_params
-from test_train_stages import GOOD_LR, prepare, train_and_evaluate
+from test_registry_model import GOOD_LR, prepare_data, train_and_evaluate
 
 from pipeline.cli import main
 
@@ -16,7 +16,7 @@ def error_lines(err: str) -> list[str]:
 
 
 def test_predict_folder_with_champion(project: Path, make_images, capsys: pytest.CaptureFixture[str]) -> None:
-    prepare(project)
+    prepare_data(project)
     train_and_evaluate(project, GOOD_LR)
     assert main(["register"]) == 0
     assert main(["promote"]) == 0
@@ -49,7 +49,7 @@ def test_predict_folder_with_champion(project: Path, make_images, capsys: pytest
 
 def test_promote_refuses_a_model_for_other_input_shapes(project: Path, make_images,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    prepare(project)
+    prepare_data(project)
     train_and_evaluate(project, GOOD_LR, epochs=1)
     assert main(["register"]) == 0
     # the data changes to 6x6 images: the 8x8 challenger cannot be scored on it
@@ -60,3 +60,26 @@ def test_promote_refuses_a_model_for_other_input_shapes(project: Path, make_imag
     assert main(["promote"]) == 2
     errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and "expects input (8, 8, 1)" in errors[0] and "(6, 6, 1)" in errors[0]
+
+
+def test_raw_input_model_gets_unnormalized_images(project: Path, make_images,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The self-contained model and its inner, normalized-input network agree through predict."""
+    from pipeline.evaluation.model_io import load_model_file
+    from pipeline.model.export import takes_raw_input
+
+    prepare_data(project)
+    train_and_evaluate(project, GOOD_LR, epochs=1)
+    model = load_model_file(project / "models/model.keras")
+    assert takes_raw_input(model)
+    model.layers[-1].save(project / "inner.keras")  # the trained network alone: normalized input
+    images = make_images(project / "new", {"batch": 3}, size=(8, 8))
+    capsys.readouterr()
+    outputs = []
+    for file in ("models/model.keras", "inner.keras"):
+        assert main(["predict", "--model", file, "--top", "3", str(images)]) == 0
+        outputs.append([line.split("\t")[1:] for line in capsys.readouterr().out.strip().splitlines()[1:]])
+    assert len(outputs[0]) == 3
+    for raw_row, normalized_row in zip(*outputs, strict=True):
+        assert raw_row[0::2] == normalized_row[0::2]
+        assert [float(v) for v in raw_row[1::2]] == pytest.approx([float(v) for v in normalized_row[1::2]], abs=2e-4)

@@ -17,29 +17,41 @@ from pipeline.report import Inputs, build_report
 BOOTSTRAPS = 8  # enough for the planted effect, keeps each test around a second
 
 
+def _sample(space, rng: np.random.Generator) -> dict:
+    values = {}
+    for name in type(space).model_fields:
+        spec = getattr(space, name)
+        if hasattr(spec, "choices"):
+            values[name] = spec.choices[rng.integers(len(spec.choices))]
+        elif hasattr(spec, "min"):
+            if spec.sampling == "log":
+                values[name] = float(10 ** rng.uniform(np.log10(spec.min), np.log10(spec.max)))
+            elif spec.step:
+                grid = np.arange(spec.min, spec.max + 1e-9, spec.step)
+                values[name] = grid[rng.integers(len(grid))].item()
+            else:
+                values[name] = float(rng.uniform(spec.min, spec.max))
+        else:
+            values[name] = spec.value
+    return values
+
+
 def synthetic_trials(params, n: int = 40, planted: tuple[str, str] | None = ("optimizer", "adam"),
                      effect: float = 0.35, fail_every: int = 0, zeros_at_chance: bool = False,
-                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """trials.csv and history.csv as the tune stage writes them, with one planted effect."""
+                     seed: int = 0, continue_every: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """trials.csv and history.csv as the tune stage writes them, with one planted effect.
+
+    Every ``continue_every``-th trial continues the one before it as Hyperband does: the same
+    hyperparameters, a later round and a larger budget.
+    """
     rng = np.random.default_rng(seed)
-    space = params.search_space
     rows, history = [], []
     for i in range(n):
-        values = {}
-        for name in type(space).model_fields:
-            spec = getattr(space, name)
-            if hasattr(spec, "choices"):
-                values[name] = spec.choices[rng.integers(len(spec.choices))]
-            elif hasattr(spec, "min"):
-                if spec.sampling == "log":
-                    values[name] = float(10 ** rng.uniform(np.log10(spec.min), np.log10(spec.max)))
-                elif spec.step:
-                    grid = np.arange(spec.min, spec.max + 1e-9, spec.step)
-                    values[name] = grid[rng.integers(len(grid))].item()
-                else:
-                    values[name] = float(rng.uniform(spec.min, spec.max))
-            else:
-                values[name] = spec.value
+        parent = rows[-1] if continue_every and i % continue_every == continue_every - 1 and rows else None
+        if parent is not None:
+            values = {k.removeprefix("hp."): v for k, v in parent.items() if k.startswith("hp.")}
+        else:
+            values = _sample(params.search_space, rng)
         val_acc = 0.55 + rng.normal(0, 0.03)
         if planted and values.get(planted[0]) == planted[1]:
             val_acc += effect
@@ -47,22 +59,25 @@ def synthetic_trials(params, n: int = 40, planted: tuple[str, str] | None = ("op
             val_acc = 0.1 + rng.normal(0, 0.005)
         gap = 0.02 if values.get("regularizer") == "l2" else 0.08
         failed = fail_every and i % fail_every == fail_every - 1
+        start = int(parent["target_epochs"]) if parent is not None else 0
         epochs = int(rng.integers(2, 6))
         row = {"trial_id": f"{i:04d}", "status": "FAILED" if failed else "FINISHED",
-               "score": None if failed else val_acc, "objective": "val_accuracy", "bracket": 0, "round": 0,
-               "continued_from": f"{i - 1:04d}" if i % 5 == 4 else None, "initial_epoch": 0,
-               "target_epochs": epochs, "epochs_trained": epochs, "best_epoch": epochs - 1, "seconds": 1.0,
-               "seconds_per_epoch": 0.3, "params_count": 1000, "run_id": f"run{i}",
+               "score": None if failed else val_acc, "objective": "val_accuracy", "bracket": 0,
+               "round": 0 if parent is None else parent["round"] + 1,
+               "continued_from": None if parent is None else parent["trial_id"], "initial_epoch": start,
+               "target_epochs": start + epochs, "epochs_trained": epochs, "best_epoch": start + epochs - 1,
+               "seconds": 1.0, "seconds_per_epoch": 0.3, "params_count": 1000, "run_id": f"run{i}",
                "accuracy": None if failed else val_acc + gap, "val_accuracy": None if failed else val_acc,
                "loss": 0.5, "val_loss": 0.6}
         row.update({f"hp.{k}": v for k, v in values.items()})
         rows.append(row)
         lr = values.get("learning_rate", 1e-3)
-        for epoch in range(0 if failed else epochs):
+        for epoch in range(start, start if failed else start + epochs):
             decay = 1.0 if values.get("lr_schedule") == "constant" else 0.7 ** epoch
             history.append({"trial_id": f"{i:04d}", "epoch": epoch, "loss": 1 / (epoch + 1),
-                            "accuracy": val_acc * (epoch + 1) / epochs + gap, "val_loss": 1.2 / (epoch + 1),
-                            "val_accuracy": val_acc * (epoch + 1) / epochs, "learning_rate": lr * decay})
+                            "accuracy": val_acc * (epoch + 1) / (start + epochs) + gap,
+                            "val_loss": 1.2 / (epoch + 1),
+                            "val_accuracy": val_acc * (epoch + 1) / (start + epochs), "learning_rate": lr * decay})
     return pd.DataFrame(rows), pd.DataFrame(history)
 
 
@@ -107,10 +122,12 @@ def test_planted_effect_ranks_first_and_is_named_best(tmp_path, params):
     summary = report(params, write_inputs(tmp_path, trials, history), out)
 
     assert summary["importance"]["ranking"][0]["name"] == "optimizer"
-    assert summary["answers"]["optimizer"]["verdict"] == "adam"
+    answer = summary["answers"]["optimizer"]
+    assert (answer["kind"], answer["winner"], answer["test"]) == ("winner", "adam", "Kruskal-Wallis")
+    assert answer["p_value"] < 0.05 and answer["verdict"].startswith("adam (Kruskal-Wallis p")
     assert summary["best_value"]["optimizer"] == "adam"
     md = (out / "report.md").read_text()
-    assert "adam has the best median val_accuracy" in md
+    assert "adam ranks best and the optimizers differ clearly" in md
     assert "ranks optimizer first" in md
     for name in ("objective_by_optimizer.png", "importance.png", "curves_top_trials.png", "curves_by_init.png",
                  "lr_vs_objective.png", "lr_schedules.png"):
@@ -126,7 +143,7 @@ def test_planted_effect_on_another_dimension_and_val_loss_objective(tmp_path, pa
 
     assert summary["direction"] == "min"
     assert summary["importance"]["ranking"][0]["name"] == "lr_schedule"
-    assert summary["answers"]["lr_schedule"]["verdict"] == "cosine"
+    assert summary["answers"]["lr_schedule"]["winner"] == "cosine"
 
 
 def test_fixed_dimension_says_so(tmp_path, params):
@@ -136,7 +153,8 @@ def test_fixed_dimension_says_so(tmp_path, params):
 
     md = (out / "report.md").read_text()
     assert "## architecture\n\nFixed at plain (not searched)." in md
-    assert summary["answers"]["architecture"]["verdict"] == "not searched"
+    assert summary["answers"]["architecture"]["kind"] == "not_searched"
+    assert summary["answers"]["architecture"]["verdict"] == "not searched (fixed at plain)"
     assert "architecture was fixed at plain" in summary["answers"]["architecture"]["text"]
     assert summary["fixed"]["architecture"] == "plain"
     assert not (out / "figures" / "objective_by_architecture.png").exists()
@@ -160,9 +178,11 @@ def test_zero_init_at_chance_and_regularization_gap(tmp_path, params):
     summary = report(params, write_inputs(tmp_path, trials, history), tmp_path / "report")
 
     zero = summary["answers"]["zero_init"]
-    assert zero["verdict"] == "at chance"
+    assert zero["kind"] == "at_chance" and zero["test"] == "chance margin 0.05"
     assert "chance level" in zero["text"].lower() and "0.100" in zero["text"]
-    assert summary["answers"]["regularization_gap"]["verdict"] == "yes, for some settings"
+    gap = summary["answers"]["regularization_gap"]
+    assert (gap["kind"], gap["winner"]) == ("winner", "with regularizer")  # l2 planted with a smaller gap
+    assert "regularizer clearly shrinks the gap" in gap["text"]
 
 
 def test_zero_init_without_meta_leaves_chance_out(tmp_path, params):
@@ -180,8 +200,8 @@ def test_very_few_trials_say_not_enough(tmp_path, params, n):
     summary = report(params, write_inputs(tmp_path, trials, history), out)
 
     assert summary["importance"]["ranking"] == []
-    assert "not enough trials" in (out / "report.md").read_text()
-    assert summary["answers"]["optimizer"]["verdict"] == "not enough trials"
+    assert "not enough configurations" in (out / "report.md").read_text()
+    assert summary["answers"]["optimizer"]["kind"] == "not_enough_data"
     assert (out / "report.html").is_file()
 
 
@@ -221,7 +241,7 @@ def test_default_search_space_runs(tmp_path):
     trials, history = synthetic_trials(params, n=30, fail_every=7)
     summary = report(params, write_inputs(tmp_path, trials, history), tmp_path / "report")
 
-    assert summary["importance"]["uncertain"]  # 26 trials for 16 searched dimensions
+    assert summary["importance"]["uncertain"]  # 21 configurations for 16 searched dimensions
     assert set(summary["answers"]) >= {"zero_init", "he_vs_glorot", "lr_schedule", "regularization_gap",
                                        "optimizer", "architecture", "learning_rate"}
 

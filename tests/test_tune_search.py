@@ -25,7 +25,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _tune(params, model, out: Path):
-    from pipeline.stages.tune import tune
+    from pipeline.tuning.session import tune
     from pipeline.tracking.store import configure
 
     uri = configure(params)

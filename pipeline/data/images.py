@@ -1,15 +1,13 @@
-"""Image files: class folders for training and single files for prediction, read with Pillow."""
+"""Reading image files with Pillow, for training (``sources.image_folders``) and prediction alike."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.data.sources import RawDataset
 from pipeline.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -27,7 +25,8 @@ def read_image(path: Path, size: tuple[int, int], color_mode: str) -> np.ndarray
     return array[..., np.newaxis] if array.ndim == 2 else array
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -41,40 +40,6 @@ def _read_all(files: Iterable[Path], size: tuple[int, int], color_mode: str) -> 
         except Exception as error:  # noqa: BLE001 - PIL raises many types for a corrupt file
             bad.append((path, f"{type(error).__name__}: {error}"))
     return arrays, kept, bad
-
-
-def load_image_folders(root: str | Path, size: tuple[int, int], color_mode: str, on_bad_image: str) -> RawDataset:
-    """``root/<class>/<image>``: one sub-folder per class, sorted by name."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data.images_dir: {root} is not a folder; put one sub-folder of images per class there")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(class_dirs) < 2:
-        raise DataError(f"data.images_dir: {root} has {len(class_dirs)} class folder(s); need at least 2 "
-                        "(one sub-folder per class)")
-    xs, ys, bad_all = [], [], []
-    for index, class_dir in enumerate(class_dirs):
-        files = _image_files(class_dir)
-        if not files:
-            raise DataError(f"data.images_dir: class folder {class_dir} holds no images "
-                            f"({', '.join(IMAGE_SUFFIXES)})")
-        arrays, _, bad = _read_all(files, size, color_mode)
-        bad_all.extend(bad)
-        xs.extend(arrays)
-        ys.extend([index] * len(arrays))
-    if bad_all:
-        listing = "; ".join(f"{path} ({reason[:80]})" for path, reason in bad_all)
-        if on_bad_image == "error":
-            raise DataError(f"data.images_dir: {len(bad_all)} unreadable image file(s): {listing}. "
-                            "Fix or remove them, or set data.on_bad_image: skip")
-        print(f"warning: skipped {len(bad_all)} unreadable image file(s): {listing}", file=sys.stderr)
-    counts = np.bincount(np.asarray(ys, dtype=np.int64), minlength=len(class_dirs))
-    for class_dir, count in zip(class_dirs, counts, strict=True):
-        if count == 0:
-            raise DataError(f"data.images_dir: class folder {class_dir} has no readable images")
-    return RawDataset(x=np.stack(xs).astype(np.float32), y=np.asarray(ys, dtype=np.int64),
-                      class_names=[p.name for p in class_dirs], pixel_max=255.0,
-                      skipped=[str(path) for path, _ in bad_all])
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,31 @@ def register_custom_objects() -> None:
         pass
 
 
-def load_model_file(path: Path) -> Any:
-    import keras
+def check_keras_file(path: Path) -> None:
+    """Refuse, before TensorFlow loads, a path that is not a ``.keras`` archive.
 
+    Keras says "File not found" for any file it cannot open as a zip, which misleads when the
+    file is right there.
+    """
+    if path.is_dir():
+        raise PipelineError(f"{path}: is a folder, not a Keras model file; allowed: a .keras file saved by "
+                            "`python -m pipeline train` (model.save)")
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run `python -m pipeline train` (or `dvc repro`) first")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        names = None
+    if names is None or "config.json" not in names:
+        raise PipelineError(f"{path}: not a Keras model file (a .keras file is a zip archive with config.json); "
+                            "allowed: a .keras file saved by `python -m pipeline train` (model.save)")
+
+
+def load_model_file(path: Path) -> Any:
+    check_keras_file(path)
+    import keras
+
     register_custom_objects()
     try:
         return keras.saving.load_model(path)
@@ -44,4 +65,17 @@ def model_fingerprint(model: Any) -> str:
         array = np.ascontiguousarray(np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight))
         digest.update(f"{weight.path}:{array.dtype}:{array.shape}".encode())
         digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes: which ``model.keras`` evaluate scored, checked again by register."""
+    import hashlib
+
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run `python -m pipeline train` (or `dvc repro`) first")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()

@@ -90,6 +90,28 @@ class _Layers:
         return keras.layers.Dropout(rate, seed=layer_seed(self.seed, self.count))(x)
 
 
+def augmentation_layers(values: dict[str, Any], seed: int) -> list[keras.layers.Layer]:
+    """Keras' random preprocessing layers for the ``augment_*`` values: identity outside training.
+
+    ``nearest`` fill repeats the border (background for digits, edges for photos) instead of
+    inventing a constant that means something else after normalization.
+    """
+    layers: list[keras.layers.Layer] = []
+    translate = float(values.get("augment_translate", 0.0))
+    rotate = float(values.get("augment_rotate", 0.0))
+    zoom = float(values.get("augment_zoom", 0.0))
+    if values.get("augment_flip", False):
+        layers.append(keras.layers.RandomFlip("horizontal", seed=layer_seed(seed, 901)))
+    if rotate > 0:
+        layers.append(keras.layers.RandomRotation(rotate / 360.0, fill_mode="nearest", seed=layer_seed(seed, 902)))
+    if zoom > 0:
+        layers.append(keras.layers.RandomZoom(zoom, fill_mode="nearest", seed=layer_seed(seed, 903)))
+    if translate > 0:
+        layers.append(keras.layers.RandomTranslation(translate, translate, fill_mode="nearest",
+                                                     seed=layer_seed(seed, 904)))
+    return layers
+
+
 def _pool(x: Any, downsample: bool) -> Any:
     return keras.layers.MaxPooling2D(2, padding="same")(x) if downsample else x
 
@@ -138,6 +160,8 @@ def build_network(values: dict[str, Any], input_shape: tuple[int, ...], num_clas
     make = _Layers(values, seed)
     inputs = keras.Input(shape=input_shape)
     x = inputs
+    for layer in augmentation_layers(values, seed):
+        x = layer(x)
     depth = effective_blocks(int(values["blocks"]), input_shape)
     if architecture == "resnet":  # a stem so the first residual block has features to add
         x = make.act(make.norm(make.conv(x, block_filters(values["filters"], 0))))

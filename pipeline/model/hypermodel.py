@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
@@ -12,8 +11,9 @@ from pipeline.config import SearchSpaceConfig
 from pipeline.model.architectures import build_network
 from pipeline.model.losses import build_loss
 from pipeline.model.optimizers import build_optimizer
-from pipeline.model.schedules import ScheduleCallback, learning_rate_at
+from pipeline.model.schedules import learning_rate_at
 from pipeline.model.space import declare_hyperparameters, hyperparameters_from_values
+from pipeline.model.training import fit_model
 
 __all__ = ["CNNHyperModel", "declare_hyperparameters", "hyperparameters_from_values"]
 
@@ -46,37 +46,19 @@ class CNNHyperModel(keras_tuner.HyperModel):
                       loss=build_loss(values["label_smoothing"]), metrics=["accuracy"])
         return model
 
-    def schedule_callback(self, hp: keras_tuner.HyperParameters, epochs: int,
-                          steps_per_epoch: int | None = None) -> ScheduleCallback:
-        values = declare_hyperparameters(self.space, hp)
-        total = self.total_epochs if self.total_epochs is not None else epochs
-        return ScheduleCallback(values, total_epochs=total, steps_per_epoch=steps_per_epoch)
-
     def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, x: Any, y: Any = None,
             validation_data: Any = None, epochs: int = 1, initial_epoch: int = 0,
             callbacks: list[keras.callbacks.Callback] | None = None, **kwargs: Any) -> keras.callbacks.History:
-        """``model.fit`` with the trial's batch size and learning-rate schedule.
+        """``fit_model`` with the trial's values: its batch size, schedule and per-epoch seeds.
 
-        The schedule callback runs first, so callbacks given here (trial loggers) find
-        ``logs["learning_rate"]`` in every epoch's logs.
+        KerasTuner passes its own ``batch_size``/``shuffle`` only when a user asks; the trial's
+        batch size and the seeded epoch order win.
         """
+        for ignored in ("batch_size", "shuffle", "validation_batch_size", "steps_per_epoch"):
+            kwargs.pop(ignored, None)
         values = declare_hyperparameters(self.space, hp)
-        kwargs.pop("batch_size", None)
-        kwargs.setdefault("verbose", 0)
-        batch_size = int(values["batch_size"])
-        steps = kwargs.get("steps_per_epoch")
-        if steps is None and _is_array_like(x):
-            kept = 1.0 - float(kwargs.get("validation_split", 0.0) or 0.0)
-            steps = max(1, math.ceil(math.floor(len(x) * kept) / batch_size))
-        schedule = self.schedule_callback(hp, epochs, steps_per_epoch=steps)
-        fit_kwargs: dict[str, Any] = {}
-        if _is_array_like(x):
-            fit_kwargs["batch_size"] = batch_size
-        return model.fit(x, y, validation_data=validation_data, epochs=epochs, initial_epoch=initial_epoch,
-                         callbacks=[schedule, *(callbacks or [])], **fit_kwargs, **kwargs)
+        return fit_model(model, values, x, y, validation_data=validation_data, epochs=epochs,
+                         initial_epoch=initial_epoch, seed=self.seed, total_epochs=self.total_epochs,
+                         callbacks=callbacks, verbose=int(kwargs.pop("verbose", 0)))
 
-
-def _is_array_like(x: Any) -> bool:
-    """NumPy arrays / tensors (batched by Keras) as opposed to datasets and generators."""
-    return hasattr(x, "shape") and hasattr(x, "__len__")
 

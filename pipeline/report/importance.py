@@ -1,9 +1,14 @@
 """Which hyperparameters mattered: random-forest permutation importance with bootstrap intervals.
 
-Each bootstrap resample of the finished trials fits a scikit-learn random forest
-(hyperparameters -> objective) and measures, on the trials left out of that resample,
-how much the error grows when one hyperparameter's column is shuffled. The spread over
-resamples is the uncertainty; with few trials it is wide and the ranking says so.
+The rows are configurations (Hyperband chains), and the target is each configuration's
+rank within its training budget (``significance.budget_ranks``), so that "trained for 9
+epochs instead of 1" is not mistaken for a hyperparameter's effect. Each bootstrap
+resample fits a scikit-learn random forest (hyperparameters -> rank) and measures, on the
+configurations left out of that resample, how much the error grows when one
+hyperparameter's column is shuffled. A conditional hyperparameter is shuffled only among
+the configurations where it acted (elsewhere it holds a sentinel the forest can split
+off), so it is not credited with its parent's effect. The spread over resamples is the
+uncertainty; with few configurations it is wide and the ranking says so.
 """
 
 from __future__ import annotations
@@ -14,21 +19,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pipeline.report.chains import BUDGET
 from pipeline.report.load import Trials
-from pipeline.report.stats import NOT_SET, Dimension, main_effect_share
+from pipeline.report.significance import budget_ranks
+from pipeline.report.stats import EXCLUDED, Dimension, main_effect_share
 
-MIN_TRIALS = 6  # below this many finished trials no importance is computed
-TRIALS_PER_FEATURE = 3  # fewer finished trials per searched dimension: the ranking is flagged uncertain
+MIN_TRIALS = 6  # below this many finished configurations no importance is computed
+TRIALS_PER_FEATURE = 3  # fewer finished configurations per searched dimension: the ranking is flagged uncertain
 INTERVAL = (10, 90)  # percentiles of the bootstrap distribution shown as the interval
 
 
 @dataclass
 class Importance:
     name: str
-    mean: float  # growth of the forest's held-out squared error when the column is shuffled, / variance
+    mean: float  # growth of the forest's held-out squared error when the column is shuffled, / rank variance
     low: float
     high: float
-    main_effect: float  # eta squared of the per-choice groups
+    main_effect: float  # eta squared of the per-choice groups, over the configurations where it acted
 
 
 @dataclass
@@ -49,9 +56,15 @@ def encode(dims: list[Dimension], rows: pd.Index) -> pd.DataFrame:
                 values = np.log10(values.where(values > 0))
             columns[dim.name] = values.fillna(values.min() - 1 if values.notna().any() else -1.0)
         else:
-            codes = {label: i for i, label in enumerate(lb for lb in dim.order if lb != NOT_SET)}
+            codes = {label: i for i, label in enumerate(lb for lb in dim.order if lb not in EXCLUDED)}
             columns[dim.name] = dim.labels.loc[rows].map(codes).fillna(-1).astype(float)
     return pd.DataFrame(columns, index=rows)
+
+
+def _values(dim: Dimension, rows: pd.Index) -> pd.Series:
+    """The labels of ``dim`` at ``rows`` where it has a value (set and active)."""
+    labels = dim.labels.loc[rows]
+    return labels[dim.values_mask.loc[rows]]
 
 
 def rank(trials: Trials, dims: list[Dimension], bootstraps: int = 30, seed: int = 0,
@@ -60,23 +73,27 @@ def rank(trials: Trials, dims: list[Dimension], bootstraps: int = 30, seed: int 
 
     finished = trials.finished
     n = len(finished)
-    varying = [d for d in dims if d.usable and d.labels.loc[finished.index].nunique() > 1]
     if n < MIN_TRIALS:
-        return ImportanceResult(n_trials=n, reason=f"not enough trials: {n} finished, at least {MIN_TRIALS} needed")
+        return ImportanceResult(n_trials=n, reason=f"not enough configurations: {n} finished, at least "
+                                f"{MIN_TRIALS} needed")
+    varying = [d for d in dims if d.usable and _values(d, finished.index).nunique() > 1]
     if not varying:
         return ImportanceResult(n_trials=n, reason="no searched hyperparameter took more than one value")
-    y = finished["score"].to_numpy(float)
+    budgets = finished[BUDGET] if BUDGET in finished.columns else pd.Series(np.nan, index=finished.index)
+    target = budget_ranks(finished["score"], budgets, trials.maximize)
+    y = target.to_numpy(float)
     if np.var(y) == 0:
-        return ImportanceResult(n_trials=n, reason=f"every finished trial scored the same ({y[0]:.4g})")
+        return ImportanceResult(n_trials=n, reason="every finished configuration ranks the same within its budget")
 
     x = encode(varying, finished.index).to_numpy(float)
+    active = np.column_stack([d.values_mask.loc[finished.index].to_numpy(bool) for d in varying])
     rng = np.random.default_rng(seed)
     samples = np.full((bootstraps, len(varying)), np.nan)
     for b in range(bootstraps):
         picked = rng.integers(0, n, n)
         held_out = np.setdiff1d(np.arange(n), picked)
         if len(held_out) < 3:
-            held_out = np.arange(n)  # tiny tables: measure on all trials rather than on none
+            held_out = np.arange(n)  # tiny tables: measure on all configurations rather than on none
         forest = RandomForestRegressor(n_estimators=n_estimators, min_samples_leaf=1, random_state=seed + b)
         forest.fit(x[picked], y[picked])
         x_eval, y_eval = x[held_out], y[held_out]
@@ -85,9 +102,10 @@ def rank(trials: Trials, dims: list[Dimension], bootstraps: int = 30, seed: int 
         # every shuffled copy goes through one predict call: far faster than one call per copy
         copies = []
         for j in range(len(varying)):
+            acting = np.flatnonzero(active[held_out, j])
             for _ in range(repeats):
                 shuffled = x_eval.copy()
-                shuffled[:, j] = rng.permutation(shuffled[:, j])
+                shuffled[acting, j] = rng.permutation(shuffled[acting, j])
                 copies.append(shuffled)
         predicted = forest.predict(np.concatenate(copies)).reshape(len(varying), repeats, len(held_out))
         errors = ((predicted - y_eval) ** 2).mean(axis=2).mean(axis=1)
@@ -101,13 +119,13 @@ def rank(trials: Trials, dims: list[Dimension], bootstraps: int = 30, seed: int 
             mean=float(np.nanmean(column)),
             low=float(np.nanpercentile(column, INTERVAL[0])),
             high=float(np.nanpercentile(column, INTERVAL[1])),
-            main_effect=main_effect_share(finished["score"], dim.labels.loc[finished.index]),
+            main_effect=main_effect_share(target, dim.labels.loc[finished.index].where(dim.values_mask)),
         ))
     ranking.sort(key=lambda item: item.mean, reverse=True)
 
     reasons = []
     if n < TRIALS_PER_FEATURE * len(varying):
-        reasons.append(f"only {n} finished trials for {len(varying)} searched hyperparameters")
+        reasons.append(f"only {n} finished configurations for {len(varying)} searched hyperparameters")
     if len(ranking) > 1 and ranking[0].low <= ranking[1].high:
         reasons.append(f"the {INTERVAL[0]}-{INTERVAL[1]}% intervals of {ranking[0].name} and "
                        f"{ranking[1].name} overlap")

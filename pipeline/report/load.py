@@ -38,6 +38,8 @@ class Trials:
     source: str
     pending: int = 0
     notes: list[str] = field(default_factory=list)
+    # trial id -> the trial it continues (Hyperband rounds); kept when the table is collapsed to chains
+    parents: dict[str, str] = field(default_factory=dict)
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -104,6 +106,7 @@ def load_trials(path: str | Path, default_objective: str = "val_accuracy") -> Tr
         notes.append(f"trials.csv mixes objectives ({', '.join(sorted(objectives.unique()))}); "
                      f"the report uses {objective}.")
 
+    parents = parent_map(table)
     pending_mask = table["status"].isin(PENDING_STATUSES)
     pending = int(pending_mask.sum())
     table = table[~pending_mask].reset_index(drop=True)
@@ -111,13 +114,32 @@ def load_trials(path: str | Path, default_objective: str = "val_accuracy") -> Tr
         raise PipelineError(f"{path}: all {pending} trial(s) are running or were killed; no finished or failed "
                             "trial to report")
     table["finished"] = table["status"].isin(FINISHED_STATUSES) & np.isfinite(table["score"])
-    for column in ("accuracy", "val_accuracy", "loss", "val_loss", "epochs_trained", "seconds"):
+    for column in ("accuracy", "val_accuracy", "loss", "val_loss", "epochs_trained", "seconds", "target_epochs",
+                   "initial_epoch", "round", "bracket"):
         if column in table.columns:
             table[column] = pd.to_numeric(table[column], errors="coerce")
     if pending:
         notes.append(f"{pending} trial(s) still running, idle or killed by an interrupted search are left out.")
     return Trials(table=table, objective=objective, maximize=maximized(objective), source=str(path),
-                  pending=pending, notes=notes)
+                  pending=pending, notes=notes, parents=parents)
+
+
+def trial_id_text(value: object) -> str:
+    """A trial id as trials.csv spells it ("0007"), also when a reader turned it into 7.0; "" for none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = str(value).strip()
+    if text.lower() in ("nan", "none"):
+        return ""
+    return text[:-2] if text.endswith(".0") and text[:-2].isdigit() else text
+
+
+def parent_map(table: pd.DataFrame) -> dict[str, str]:
+    """``continued_from`` of every row that has one: trial id -> parent trial id."""
+    if "continued_from" not in table.columns:
+        return {}
+    pairs = zip(table["trial_id"].astype(str), table["continued_from"], strict=True)
+    return {child: parent for child, raw in pairs if (parent := trial_id_text(raw)) and parent != child}
 
 
 def load_history(path: str | Path) -> pd.DataFrame | None:

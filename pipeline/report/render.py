@@ -20,11 +20,6 @@ class Paragraph:
 
 
 @dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
 class Table:
     headers: list[str]
     rows: list[list[str]]
@@ -36,7 +31,7 @@ class Image:
     alt: str
 
 
-Block = Heading | Paragraph | Bullets | Table | Image
+Block = Heading | Paragraph | Table | Image
 
 
 @dataclass
@@ -49,10 +44,6 @@ class Document:
 
     def paragraph(self, text: str) -> None:
         self.blocks.append(Paragraph(text))
-
-    def bullets(self, items: list[str]) -> None:
-        if items:
-            self.blocks.append(Bullets(list(items)))
 
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         self.blocks.append(Table(list(headers), [list(map(str, row)) for row in rows]))
@@ -87,8 +78,6 @@ def to_markdown(doc: Document, base: Path | None = None) -> str:
             lines += ["#" * (block.level + 1) + " " + block.text, ""]
         elif isinstance(block, Paragraph):
             lines += [block.text, ""]
-        elif isinstance(block, Bullets):
-            lines += [f"- {item}" for item in block.items] + [""]
         elif isinstance(block, Table):
             lines.append("| " + " | ".join(map(_md_cell, block.headers)) + " |")
             lines.append("|" + "|".join("---" for _ in block.headers) + "|")
@@ -125,8 +114,6 @@ def to_html(doc: Document) -> str:
             parts.append(f"<h{level}>{esc(block.text)}</h{level}>")
         elif isinstance(block, Paragraph):
             parts.append(f"<p>{esc(block.text)}</p>")
-        elif isinstance(block, Bullets):
-            parts.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block.items) + "</ul>")
         elif isinstance(block, Table):
             head = "".join(f"<th>{esc(h)}</th>" for h in block.headers)
             body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in block.rows)

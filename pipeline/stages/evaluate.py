@@ -8,40 +8,53 @@ logs the same numbers to the MLflow train run.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline import paths
+from pipeline.atomic import open_atomic, replace_atomic, write_json_atomic
 
 
 def write_confusion_csv(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with open_atomic(path, newline="") as handle:  # a crash leaves the previous CSV whole
         writer = csv.writer(handle)
         writer.writerow(["actual", "predicted"])
         for actual, predicted in zip(y_true, y_pred, strict=True):
             writer.writerow([class_names[int(actual)], class_names[int(predicted)]])
 
 
+# Names that already say which split they describe keep it (no ``test_test_samples``).
+_UNPREFIXED = ("test_", "train_", "generalization_gap")
+# Details stay in MLflow: `dvc exp show` gets only the figures people compare across experiments.
+_MLFLOW_ONLY = ("precision_macro", "recall_macro", "f1_per_class", "train_accuracy", "test_samples")
+
+
 def mlflow_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """Flat ``test_*`` names for the MLflow run (per-class F1 as ``test_f1_<class>``)."""
-    flat = {f"test_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    flat = {k if k.startswith(_UNPREFIXED) else f"test_{k}": float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
     flat.update({f"test_f1_{name}": value for name, value in metrics["f1_per_class"].items()})
-    flat["train_accuracy"] = float(metrics["train_accuracy"])
-    flat["generalization_gap"] = float(metrics["generalization_gap"])
-    flat.pop("test_train_accuracy", None)
-    flat.pop("test_generalization_gap", None)
     return flat
+
+
+def dvc_metrics(metrics: dict[str, Any], run_id: str, model_sha256: str) -> dict[str, Any]:
+    """``results/evaluate/metrics.json``: the compared figures, plus which model and run they belong to.
+
+    ``register`` checks ``mlflow_run_id`` and ``model_sha256`` against the model it registers.
+    """
+    kept = {k: v for k, v in metrics.items() if k not in _MLFLOW_ONLY}
+    return {**kept, "mlflow_run_id": run_id, "model_sha256": model_sha256}
 
 
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     from pipeline.data.store import load_meta, load_split
+    from pipeline.evaluation.inputs import inputs_for
     from pipeline.evaluation.metrics import accuracy, classification_metrics, confusion, predict_proba
-    from pipeline.evaluation.model_io import load_model_file
+    from pipeline.evaluation.model_io import file_sha256, load_model_file
     from pipeline.evaluation.plots import save_confusion_png
+    from pipeline.model.export import input_kind
     from pipeline.tracking.train_run import read_train_run
 
     record = read_train_run(paths.TRAIN_RUN_FILE)
@@ -49,20 +62,25 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     class_names = [str(c) for c in meta["class_names"]]
     x_test, y_test = load_split(paths.PROCESSED_DIR, "test")
     x_train, y_train = load_split(paths.PROCESSED_DIR, "train")
+    model_sha256 = file_sha256(paths.MODEL_FILE)
     model = load_model_file(paths.MODEL_FILE)
+    # A self-contained model is scored on raw pixels, as users and `mlflow models serve` feed it.
+    kind, stats = input_kind(model), meta["normalization"]
 
-    proba = predict_proba(model, x_test)
+    proba = predict_proba(model, inputs_for(kind, x_test, stats))
     metrics = classification_metrics(y_test, proba, class_names)
     # Accuracy of the final (restored best) weights on the training split, for the gap.
-    metrics["train_accuracy"] = accuracy(y_train, predict_proba(model, x_train))
+    metrics["train_accuracy"] = accuracy(y_train, predict_proba(model, inputs_for(kind, x_train, stats)))
     metrics["generalization_gap"] = metrics["train_accuracy"] - metrics["accuracy"]
 
+    evaluated = dvc_metrics(metrics, record["run_id"], model_sha256)
     paths.EVALUATE_DIR.mkdir(parents=True, exist_ok=True)
-    paths.EVALUATE_METRICS_FILE.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json_atomic(paths.EVALUATE_METRICS_FILE, evaluated)
     write_confusion_csv(y_test, np.argmax(proba, axis=1), class_names, paths.CONFUSION_CSV)
     matrix = confusion(y_test, proba, len(class_names))
-    save_confusion_png(matrix, class_names, paths.CONFUSION_PNG,
-                       title=f"test split: accuracy {metrics['accuracy']:.3f} ({len(y_test)} samples)")
+    with replace_atomic(paths.CONFUSION_PNG) as png:
+        save_confusion_png(matrix, class_names, png,
+                           title=f"test split: accuracy {metrics['accuracy']:.3f} ({len(y_test)} samples)")
 
     from pipeline.tracking.store import configure
     from pipeline.tracking.train_run import log_to_run

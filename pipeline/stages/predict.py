@@ -60,6 +60,10 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
         configure(params)
     model, meta = _load_model(uri)
     class_names = [str(c) for c in meta["class_names"]]
+    from pipeline.model.export import takes_raw_input
+
+    if takes_raw_input(model):  # it normalizes itself: images go in resized, on the source's pixel scale
+        meta = {**meta, "normalization": {"method": "none"}}
     x, files = load_images(list(args.paths), meta)
     expected = tuple(model.input_shape[1:])
     if tuple(x.shape[1:]) != expected:

@@ -10,39 +10,50 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.atomic import current_umask
 from pipeline.config import Params
-from pipeline.data import images, sources
 from pipeline.data.fingerprint import fingerprint
-from pipeline.data.normalize import apply_normalization, fit_normalization
+from pipeline.data.normalize import fit_normalization, normalize_in_place
+from pipeline.data.reorder import gather_rows_in_place
+from pipeline.data.sources import RawDataset, load_source
 from pipeline.data.split import split_indices, stratified_subsample
 from pipeline.data.store import SPLITS, save_meta, save_split
 from pipeline.paths import PROCESSED_DIR
 
-
-def load_source(params: Params) -> sources.RawDataset:
-    data = params.data
-    if data.source == "digits":
-        return sources.load_digits()
-    if data.source == "keras":
-        return sources.load_keras(data.keras_dataset)
-    return images.load_image_folders(data.images_dir, tuple(data.image_size), data.color_mode, data.on_bad_image)
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def preprocess(params: Params, raw: sources.RawDataset) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
-                                                                  dict[str, Any]]:
-    """Split and normalize ``raw``; returns the splits and their ``meta.json`` content."""
+def split_in_place(params: Params, raw: RawDataset) -> Splits:
+    """The stratified splits as consecutive views of ``raw.x`` (rows moved in place, not copied)."""
     keep = stratified_subsample(raw.y, params.data.max_samples, params.seed)
-    x, y = raw.x[keep], raw.y[keep]
-    parts = split_indices(y, params.split.validation, params.split.test, params.seed, raw.class_names)
-    stats = fit_normalization(x[parts["train"]], params.preprocess.normalization)
-    splits = {name: (apply_normalization(x[idx], stats), y[idx].astype(np.int32)) for name, idx in parts.items()}
+    parts = split_indices(raw.y[keep], params.split.validation, params.split.test, params.seed, raw.class_names)
+    rows = {name: keep[parts[name]] for name in SPLITS}
+    x = raw.x
+    if x.dtype != np.float32 or not x.flags.writeable or not x.flags.c_contiguous:
+        x = np.array(x, dtype=np.float32)  # a source's read-only or strided array: the one copy needed
+    x = gather_rows_in_place(x, np.concatenate([rows[name] for name in SPLITS]))
+    ends = np.cumsum([len(rows[name]) for name in SPLITS])
+    return {name: (x[end - len(rows[name]):end], raw.y[rows[name]].astype(np.int32))
+            for name, end in zip(SPLITS, ends, strict=True)}
+
+
+def preprocess(params: Params, raw: RawDataset) -> tuple[Splits, dict[str, Any]]:
+    """Split and normalize ``raw``; returns the splits and their ``meta.json`` content.
+
+    The splits are views of ``raw.x``, rearranged and normalized in place, so the images are
+    held once rather than once per step; ``raw`` is used up.
+    """
+    splits = split_in_place(params, raw)
+    stats = fit_normalization(splits["train"][0], params.preprocess.normalization)
+    for xs, _ in splits.values():
+        normalize_in_place(xs, stats)
     arrays = {f"{kind}_{name}": arr for name, (xs, ys) in splits.items() for kind, arr in (("x", xs), ("y", ys))}
     meta = {
         "source": params.data.source,
-        "dataset": params.data.keras_dataset if params.data.source == "keras" else params.data.source,
+        "dataset": raw.dataset,
         "class_names": raw.class_names,
         "num_classes": len(raw.class_names),
-        "input_shape": list(x.shape[1:]),
+        "input_shape": list(raw.x.shape[1:]),
         "pixel_max": raw.pixel_max,
         "normalization": stats,
         "counts": {name: {raw.class_names[c]: int((ys == c).sum()) for c in range(len(raw.class_names))}
@@ -51,6 +62,10 @@ def preprocess(params: Params, raw: sources.RawDataset) -> tuple[dict[str, tuple
         "skipped_files": raw.skipped,
         "seed": params.seed,
     }
+    clash = sorted(set(raw.meta) & {*meta, "fingerprint"})
+    if clash:
+        raise ValueError(f"data source {params.data.source!r} sets meta.json key(s) the stage owns: {clash}")
+    meta.update(raw.meta)
     meta["fingerprint"] = fingerprint(arrays, extra=repr(sorted(meta["normalization"].items())))
     return splits, meta
 
@@ -59,6 +74,7 @@ def write_processed(out_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarra
     """Write into a temporary sibling and swap it in, so a crash never leaves half a dataset."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700, and the rename would keep that
     try:
         for name in SPLITS:
             save_split(tmp, name, *splits[name])
@@ -86,7 +102,7 @@ def summary(meta: dict[str, Any]) -> str:
 
 
 def run(params: Params, args: argparse.Namespace | None = None) -> int:
-    raw = load_source(params)
+    raw = load_source(params.data)
     splits, meta = preprocess(params, raw)
     write_processed(PROCESSED_DIR, splits, meta)
     print(summary(meta))

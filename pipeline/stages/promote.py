@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from pipeline import paths
 from pipeline.errors import DataError, PipelineError
@@ -51,6 +54,19 @@ def _check_shape(label: str, uri: str, expected: tuple[int, ...]) -> None:
                         f"has shape {expected}; it cannot be compared on this test split")
 
 
+def _test_inputs(label: str, uri: str, x_test: np.ndarray, current: dict[str, Any]) -> np.ndarray:
+    """The test split as this version takes it: raw pixels, or normalized with its own statistics.
+
+    Versions registered before the models became self-contained take normalized arrays; their
+    logged data description says with which statistics, so they are still compared fairly.
+    """
+    from pipeline.evaluation.inputs import inputs_for
+    from pipeline.tracking import registry
+
+    own = (registry.data_metadata(uri) or {}).get("normalization") or {}
+    return inputs_for(registry.input_kind(uri), x_test, current, own, label=f"{label} {uri}")
+
+
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     from pipeline.data.store import load_meta, load_split
     from pipeline.tracking import registry
@@ -81,12 +97,16 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     from pipeline.evaluation.model_io import register_custom_objects
 
     register_custom_objects()
+    contenders = {label: version for label, version in ((registry.CHALLENGER, challenger),
+                                                        (registry.CHAMPION, champion)) if version is not None}
+    # Both inputs first: a champion that cannot be fed correctly is refused before any score is printed.
+    inputs = {label: _test_inputs(label, version.uri, x_test, meta["normalization"])
+              for label, version in contenders.items()}
     scores = {}
-    for label, version in ((registry.CHALLENGER, challenger), (registry.CHAMPION, champion)):
-        if version is not None:
-            scores[label] = accuracy(y_test, predict_proba(registry.load_keras(version.uri), x_test))
-            print(f"{label:<10} {name} version {version.version}: test accuracy {scores[label]:.4f} "
-                  f"({len(y_test)} samples)")
+    for label, version in contenders.items():
+        scores[label] = accuracy(y_test, predict_proba(registry.load_keras(version.uri), inputs[label]))
+        print(f"{label:<10} {name} version {version.version}: test accuracy {scores[label]:.4f} "
+              f"({len(y_test)} samples)")
     if champion is None:
         print(f"no {registry.CHAMPION} yet: this is the first promotion of {name}")
     decision = decide(scores[registry.CHALLENGER], scores.get(registry.CHAMPION), min_improvement,

@@ -1,58 +1,101 @@
 """Stage ``register``: the trained model as a new version in the MLflow Model Registry.
 
-The model is logged into the train run with a signature and the data description,
-registered under ``register.model_name``, tagged with its evidence and given the alias
-``challenger``. A model with the same architecture and weights as a registered version
-(a forced rerun, or a retraining that reproduced it) reuses that version.
+The model is logged into the train run with a signature (what it takes: raw pixels of the
+source's scale, or normalized arrays for older models) and the data description, registered
+under ``register.model_name`` and tagged with the few facts a person looks for. It gets the
+alias ``challenger`` only when it passes the gate (``register.min_accuracy``, and beating the
+scikit-learn baselines evaluate measured); a model that fails is still registered and says
+why. A model with the same architecture and weights as a registered version reuses it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline import paths
 from pipeline.errors import PipelineError
+from pipeline.handoff import read_handoff
 
 
-def _read_metrics() -> dict[str, Any]:
-    path = paths.EVALUATE_METRICS_FILE
-    if not path.is_file():
-        raise PipelineError(f"{path}: not found; run `python -m pipeline evaluate` (or `dvc repro`) first")
-    return json.loads(path.read_text(encoding="utf-8"))
+@dataclass(frozen=True)
+class Gate:
+    passed: bool
+    reason: str
+    note: str | None = None  # a part of the gate that could not be checked
+
+
+def check_gate(metrics: dict[str, Any], min_accuracy: float, require_beat_baseline: bool) -> Gate:
+    """Whether the evaluated model deserves alias ``challenger``; pure, so the rule is tested alone."""
+    accuracy = float(metrics["accuracy"])
+    if accuracy < min_accuracy:
+        return Gate(False, f"test accuracy {accuracy:.4f} is below register.min_accuracy {min_accuracy:.4f}")
+    if not require_beat_baseline:
+        return Gate(True, f"test accuracy {accuracy:.4f} >= register.min_accuracy {min_accuracy:.4f}")
+    baselines = {name: float(entry["test_accuracy"]) for name, entry in (metrics.get("baselines") or {}).items()
+                 if isinstance(entry, dict) and isinstance(entry.get("test_accuracy"), (int, float))}
+    if not baselines:
+        return Gate(True, f"test accuracy {accuracy:.4f} >= register.min_accuracy {min_accuracy:.4f}",
+                    note=f"{paths.EVALUATE_METRICS_FILE} has no baselines: the baseline part of the gate "
+                         "was skipped")
+    best = max(baselines, key=baselines.__getitem__)
+    if accuracy <= baselines[best]:
+        return Gate(False, f"test accuracy {accuracy:.4f} does not beat the best baseline {best} "
+                           f"({baselines[best]:.4f}; register.require_beat_baseline)")
+    return Gate(True, f"test accuracy {accuracy:.4f} beats the best baseline {best} ({baselines[best]:.4f}) "
+                      f"and register.min_accuracy {min_accuracy:.4f}")
+
+
+def check_metrics_belong(metrics: dict[str, Any], train_run_id: str, model_sha256: str) -> None:
+    """Refuse test metrics of another model: a register after a retrain without evaluate would lie."""
+    again = "run `python -m pipeline evaluate` (or `dvc repro`) first"
+    where = paths.EVALUATE_METRICS_FILE
+    recorded_run, recorded_sha = metrics.get("mlflow_run_id"), metrics.get("model_sha256")
+    if recorded_run is None and recorded_sha is None:
+        raise PipelineError(f"{where} does not say which model it evaluated; {again}")
+    if recorded_run is not None and recorded_run != train_run_id:
+        raise PipelineError(f"{where} belongs to train run {recorded_run}, not to {train_run_id} "
+                            f"({paths.TRAIN_RUN_FILE}); {again}")
+    if recorded_sha is not None and recorded_sha != model_sha256:
+        raise PipelineError(f"{where} belongs to another {paths.MODEL_FILE} (sha256 {str(recorded_sha)[:12]}, "
+                            f"the file is {model_sha256[:12]}); {again}")
 
 
 def version_tags(metrics: dict[str, Any], record: dict[str, Any], commit: str | None) -> dict[str, Any]:
-    """The evidence a version carries: test metrics, data, code, hyperparameters, search."""
-    tags: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            name = key if key in ("train_accuracy", "generalization_gap") else f"test_{key}"
-            tags[name] = f"{value:.6g}"
-    tags["data_fingerprint"] = (record.get("data") or {}).get("fingerprint")
-    tags["git_commit"] = commit
-    tags["search_run_id"] = record.get("search_run_id")
-    tags["train_run_id"] = record["run_id"]
-    tags["best_hparams"] = json.dumps(record.get("hparams") or {}, sort_keys=True)[:5000]
-    for key, value in sorted((record.get("hparams") or {}).items()):
-        tags[f"hp.{key}"] = value
-    return tags
+    """The facts a person reads on a version (DVC experiment tags are added from the tracking context).
+
+    Small on purpose: the hyperparameters and every test metric are on the train run.
+    """
+    return {"test_accuracy": f"{float(metrics['accuracy']):.6g}",
+            "data_fingerprint": (record.get("data") or {}).get("fingerprint"),
+            "git_commit": commit,
+            "search_run_id": record.get("search_run_id"),
+            "train_run_id": record["run_id"]}
 
 
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
-    from pipeline.tracking import registry
-    from pipeline.tracking.store import configure
-    from pipeline.tracking.train_run import git_commit, read_train_run
+    from pipeline.evaluation.model_io import file_sha256
+    from pipeline.tracking.train_run import read_train_run
 
     record = read_train_run(paths.TRAIN_RUN_FILE)
-    metrics = _read_metrics()
+    metrics = read_handoff(paths.EVALUATE_METRICS_FILE, producer="evaluate", required="accuracy")
     data = record.get("data") or {}
     if "input_shape" not in data or "num_classes" not in data:
         raise PipelineError(f"{paths.TRAIN_RUN_FILE}: no data description; run `python -m pipeline train` again")
+    check_metrics_belong(metrics, record["run_id"], file_sha256(paths.MODEL_FILE))
+    gate = check_gate(metrics, params.register.min_accuracy, params.register.require_beat_baseline)
+    if gate.note:
+        print(f"note: {gate.note}")
+
+    from pipeline.evaluation.model_io import load_model_file, model_fingerprint
+    from pipeline.model.export import input_kind
+    from pipeline.tracking import registry
+    from pipeline.tracking.context import context_tags, git_commit
+    from pipeline.tracking.store import configure
+
     name = params.register.model_name
     configure(params)
-    from pipeline.evaluation.model_io import load_model_file, model_fingerprint
-
     model = load_model_file(paths.MODEL_FILE)
     content_hash = model_fingerprint(model)
     version = registry.find_version_by_hash(name, content_hash)
@@ -63,15 +106,23 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
         version = registry.register_keras_model(
             model, name=name, run_id=record["run_id"], input_shape=tuple(data["input_shape"]),
             num_classes=int(data["num_classes"]), content_hash=content_hash, metadata=data,
-            tags=version_tags(metrics, record, git_commit()))
+            input_kind=input_kind(model), input_dtype=str(model.inputs[0].dtype),
+            tags={**version_tags(metrics, record, git_commit()), **context_tags()})
         print(f"registered {name} version {version.version} from run {record['run_id']}")
-    registry.set_alias(name, registry.CHALLENGER, version.version)
+    registry.set_version_tags(name, version.version, {"gate": "passed" if gate.passed else "failed",
+                                                      "gate_reason": gate.reason})
+    if gate.passed:
+        registry.set_alias(name, registry.CHALLENGER, version.version)
+        print(f"alias {registry.CHALLENGER} -> {name} version {version.version} ({version.uri}): {gate.reason}; "
+              "`python -m pipeline promote` compares it with the champion")
+    else:
+        current = registry.version_for_alias(name, registry.CHALLENGER)
+        stays = f"{registry.CHALLENGER} stays version {current.version}" if current else \
+            f"{name} has no {registry.CHALLENGER}"
+        print(f"gate failed: {gate.reason}; {name} version {version.version} registered without an alias, {stays}")
 
-    out = {"name": name, "version": version.version, "uri": version.uri,
-           "alias_uri": f"models:/{name}@{registry.CHALLENGER}", "run_id": version.run_id,
-           "model_content_sha256": content_hash, "test_accuracy": metrics.get("accuracy")}
+    out = {"name": name, "version": version.version, "gate": "passed" if gate.passed else "failed",
+           "alias": registry.CHALLENGER if gate.passed else None, "mlflow_run_id": version.run_id}
     paths.REGISTER_DIR.mkdir(parents=True, exist_ok=True)
     paths.REGISTERED_MODEL_FILE.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"alias {registry.CHALLENGER} -> {name} version {version.version} ({version.uri}); "
-          f"`python -m pipeline promote` compares it with the champion")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.atomic import replace_dir_atomic
 from pipeline.paths import BEST_HPARAMS_FILE, META_FILE, REPORT_DIR, TRIALS_FILE, TUNE_HISTORY_FILE
 
 
@@ -12,15 +13,18 @@ def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 
     from pipeline.report.load import load_json
     from pipeline.tracking.report_artifacts import log_report
 
-    summary = build_report(
-        params.search_space,
-        min_trials=params.report.min_trials_per_choice,
-        top_trials=params.report.top_trials,
-        inputs=Inputs(TRIALS_FILE, TUNE_HISTORY_FILE, BEST_HPARAMS_FILE, META_FILE),
-        out_dir=REPORT_DIR,
-        default_objective=params.tune.objective,
-        seed=params.seed,
-    )
+    # Built in a fresh folder that replaces results/report/ only when complete: a failure halfway
+    # leaves the previous report whole instead of new pictures beside an old report.md.
+    with replace_dir_atomic(REPORT_DIR) as out_dir:
+        summary = build_report(
+            params.search_space,
+            min_trials=params.report.min_trials_per_choice,
+            top_trials=params.report.top_trials,
+            inputs=Inputs(TRIALS_FILE, TUNE_HISTORY_FILE, BEST_HPARAMS_FILE, META_FILE),
+            out_dir=out_dir,
+            default_objective=params.tune.objective,
+            seed=params.seed,
+        )
     print(f"report: {summary['trials']} trials ({summary['finished']} finished, {summary['failed']} failed) "
           f"-> {REPORT_DIR}/report.html")
     for answer in summary["answers"].values():

@@ -1,16 +1,18 @@
-"""Stage ``train``: retrain the search's best hyperparameters into ``models/model.keras``.
+"""Stage ``train``: the search's best configurations retrained into ``models/model.keras``.
 
-Same hypermodel, learning-rate schedule and seed as the search, for ``train.epochs``
-with early stopping on the tuning objective (best weights restored). Writes the
-per-epoch history for ``dvc plots`` and the MLflow run's ids for evaluate/register.
+Reads ``results/tune/best_hparams.json``, retrains its top ``train.ensemble`` distinct
+configurations for ``train.epochs`` (``pipeline.model.final``), warns when one falls short
+of the score the search reported, and saves their average as one model that takes raw
+pixels. Writes the per-epoch history for ``dvc plots`` and the MLflow run's ids for
+evaluate/register.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from pipeline import paths
@@ -20,24 +22,29 @@ from pipeline.handoff import read_handoff
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
-def read_best_hparams(path: Path = paths.BEST_HPARAMS_FILE) -> dict[str, Any]:
+def read_best_hparams(path: Any = paths.BEST_HPARAMS_FILE) -> dict[str, Any]:
     best = read_handoff(path, producer="tune", required="values")
     if not isinstance(best["values"], dict):
         raise PipelineError(f"{path}: 'values' is not a mapping of hyperparameters; rerun `python -m pipeline tune`")
     return best
 
 
-def write_history(rows: list[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: row.get(key, "") for key in HISTORY_COLUMNS})
+def candidates_of(best: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """The configurations to retrain: ``top`` of best_hparams.json, or just the best one (older files)."""
+    top = [c for c in best.get("top") or [] if isinstance(c, dict) and isinstance(c.get("values"), dict)]
+    if not top:
+        top = [{"trial_id": best.get("trial_id"), "score": best.get("score"), "values": best["values"],
+                "trial_dir": None}]
+    return top[:count]
 
 
-def _monitor(objective: Any) -> str:
-    return objective if objective in ("val_accuracy", "val_loss") else "val_loss"
+def history_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: row.get(key, "") for key in HISTORY_COLUMNS})
+    return out.getvalue()
 
 
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
@@ -45,61 +52,72 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     from pipeline.data.store import load_meta, load_split
 
     meta = load_meta(paths.PROCESSED_DIR)
-    x_train, y_train = load_split(paths.PROCESSED_DIR, "train")
-    x_val, y_val = load_split(paths.PROCESSED_DIR, "validation")
+    data = (*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"))
     searched_on = best.get("data_fingerprint")
     if searched_on and meta.get("fingerprint") and searched_on != meta["fingerprint"]:
         print(f"warning: {paths.BEST_HPARAMS_FILE} comes from a search on other data (fingerprint {searched_on}, "
               f"now {meta['fingerprint']}); rerun `python -m pipeline tune` to search on this data", file=sys.stderr)
 
-    import keras
-
+    from pipeline.atomic import replace_atomic, write_json_atomic, write_text_atomic
+    from pipeline.model.export import with_input_preprocessing
+    from pipeline.model.final import train_final
     from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
     from pipeline.tracking.store import configure
     from pipeline.tracking.train_run import TrainRun
 
     tracking_uri = configure(params)
-    keras.utils.set_random_seed(params.seed)
+    objective = best.get("objective") or params.tune.objective
     hypermodel = CNNHyperModel(space=params.search_space, input_shape=tuple(meta["input_shape"]),
-                               num_classes=meta["num_classes"], seed=params.seed)
-    try:
-        hp = hyperparameters_from_values(params.search_space, best["values"])
-    except (KeyError, ValueError, TypeError) as error:
-        raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: its values do not fit search_space in params.yaml "
-                            f"({error}); rerun `python -m pipeline tune`") from None
-    model = hypermodel.build(hp)
-    monitor = _monitor(best.get("objective"))
-    rows: list[dict[str, Any]] = []
-    tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
-            "data_fingerprint": meta.get("fingerprint"), "stage": "train"}
+                               num_classes=meta["num_classes"], seed=params.seed, total_epochs=params.train.epochs)
 
+    def build(values: dict[str, Any]) -> Any:
+        try:
+            hp = hyperparameters_from_values(params.search_space, values)
+        except (KeyError, ValueError, TypeError) as error:
+            raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: its values do not fit search_space in params.yaml "
+                                f"({error}); rerun `python -m pipeline tune`") from None
+        return hypermodel.build(hp)
+
+    candidates = candidates_of(best, params.train.ensemble)
+    tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
+            "data_fingerprint": meta.get("fingerprint"), "stage": "train",
+            "ensemble_trials": ",".join(str(c["trial_id"]) for c in candidates)}
     with TrainRun(tracking_uri, best["values"], tags) as mlflow_run:
 
-        def on_epoch_end(epoch: int, logs: dict[str, Any] | None) -> None:
-            logs = dict(logs or {})
-            if "learning_rate" not in logs:
-                logs["learning_rate"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-            rows.append(row)
-            mlflow_run.log_epoch(epoch + 1, logs)
-            print(f"epoch {epoch + 1}/{params.train.epochs}: "
-                  + "  ".join(f"{k} {row[k]:.4f}" for k in HISTORY_COLUMNS[1:] if k in row), flush=True)
+        def on_epoch(index: int, epoch: int, logs: dict[str, float]) -> None:
+            if index == 0:  # the best configuration's curves are the run's (and dvc plots')
+                mlflow_run.log_epoch(epoch, logs)
+            print(f"member {index + 1}/{len(candidates)} epoch {epoch + 1}/{params.train.epochs}: "
+                  + "  ".join(f"{k} {logs[k]:.4f}" for k in HISTORY_COLUMNS[1:] if k in logs), flush=True)
 
-        stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=params.train.early_stopping_patience,
-                                                restore_best_weights=True)
-        hypermodel.fit(hp, model, x_train, y_train, validation_data=(x_val, y_val), epochs=params.train.epochs,
-                       callbacks=[stopper, keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)], verbose=0)
-        if not rows:
-            raise PipelineError("training ran no epoch; check train.epochs in params.yaml")
-        scores = [row.get(monitor, float("nan")) for row in rows]
-        pick = max if monitor == "val_accuracy" else min
-        best_row = rows[scores.index(pick(scores))]
-        summary = {f"best_{monitor}": best_row[monitor], "best_epoch": best_row["epoch"], "epochs_run": len(rows)}
-        mlflow_run.log_summary(summary, tags={"stopped_early": str(len(rows) < params.train.epochs).lower()})
+        def on_member(member: Any) -> None:
+            print(f"member {member.index + 1}: trial {member.trial_id} retrained to {objective} "
+                  f"{member.retrained_score:.4f} (search: {member.search_score:.4f})", flush=True)
+            if member.shortfall > params.train.reproduce_tolerance:
+                kept = ("kept the trial's own checkpoint" if member.source != "retrained"
+                        else "no trial checkpoint to fall back to; kept the retrained model")
+                print(f"warning: trial {member.trial_id} retrained to {objective} {member.retrained_score:.4f}, "
+                      f"{member.shortfall:.4f} short of the search's {member.search_score:.4f} "
+                      f"(train.reproduce_tolerance {params.train.reproduce_tolerance}); {kept}", file=sys.stderr)
 
-        paths.MODEL_DIR.mkdir(parents=True, exist_ok=True)
-        model.save(paths.MODEL_FILE)
-        write_history(rows, paths.HISTORY_FILE)
+        final = train_final(candidates, build, data, epochs=params.train.epochs,
+                            patience=params.train.early_stopping_patience, objective=objective, seed=params.seed,
+                            tolerance=params.train.reproduce_tolerance, on_epoch=on_epoch, on_member=on_member)
+        short = [m for m in final.members if m.shortfall > params.train.reproduce_tolerance]
+        summary = {f"best_{objective}": final.score, "ensemble_size": len(final.members),
+                   "search_score": float(best["score"]) if best.get("score") is not None else final.score,
+                   "epochs_run": final.members[0].epochs_run}
+        for m in final.members:
+            summary[f"member_{m.index}_{objective}"] = m.score
+        mlflow_run.log_summary(summary, tags={
+            "reproduced_search": str(not short).lower(),
+            **({"short_of_search": ",".join(f"{m.trial_id}:{m.shortfall:.4f}" for m in short)} if short else {}),
+        })
+
+        model = with_input_preprocessing(final.model, meta["normalization"], pixel_max=meta.get("pixel_max"))
+        with replace_atomic(paths.MODEL_FILE) as tmp:
+            model.save(tmp)
+        write_text_atomic(paths.HISTORY_FILE, history_csv(final.members[0].history))
         mlflow_run.log_artifact(paths.HISTORY_FILE)
         record = {
             "run_id": mlflow_run.run_id,
@@ -109,15 +127,14 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
             "search_run_id": best.get("search_run_id"),
             "trial_id": best.get("trial_id"),
             "hparams": best["values"],
-            "monitor": monitor,
-            "best_epoch": best_row["epoch"],
-            "epochs_run": len(rows),
+            "monitor": objective,
+            "validation_score": final.score,
+            "members": [m.summary() for m in final.members],
+            "epochs_run": final.members[0].epochs_run,
             # The data the model was trained on, for register (signature) and predict (preprocessing).
             "data": meta,
         }
-    paths.TRAIN_RUN_FILE.parent.mkdir(parents=True, exist_ok=True)
-    paths.TRAIN_RUN_FILE.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"trained {len(rows)} epoch(s), best {monitor} {best_row[monitor]:.4f} at epoch {best_row['epoch']}; "
-          f"saved {paths.MODEL_FILE}; MLflow run {mlflow_run.run_name} ({mlflow_run.run_id})")
+    write_json_atomic(paths.TRAIN_RUN_FILE, json.loads(json.dumps(record, default=str)))
+    print(f"trained {len(final.members)} model(s): validation {objective} {final.score:.4f}; saved {paths.MODEL_FILE}; "
+          f"MLflow run {mlflow_run.run_name} ({mlflow_run.run_id})")
     return 0
-

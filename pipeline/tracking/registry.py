@@ -24,6 +24,10 @@ MODEL_ARTIFACT = "model"
 # The data description travels in the MLmodel file (``metadata``) so that predict
 # preprocesses images like the training data without the repository's data/processed.
 DATA_METADATA_KEY = "data"
+# ``raw`` (normalization inside the model) or ``normalized``; versions from before the
+# self-contained models have no such key and took normalized arrays.
+INPUT_METADATA_KEY = "input"
+LEGACY_INPUT = "normalized"
 
 
 @dataclass(frozen=True)
@@ -75,15 +79,20 @@ def find_version_by_hash(name: str, content_hash: str) -> Version | None:
 
 
 def register_keras_model(model: Any, *, name: str, run_id: str, input_shape: tuple[int, ...], num_classes: int,
-                         content_hash: str, metadata: Mapping[str, Any], tags: Mapping[str, Any]) -> Version:
-    """Log ``model`` into the run ``run_id`` with a signature and register it as a new version."""
+                         content_hash: str, metadata: Mapping[str, Any], tags: Mapping[str, Any],
+                         input_kind: str = LEGACY_INPUT, input_dtype: str = "float32") -> Version:
+    """Log ``model`` into the run ``run_id`` with a signature and register it as a new version.
+
+    ``input_kind``/``input_dtype``: what the model takes (``raw`` pixels as uint8 or float32, or
+    ``normalized`` float32); the signature tells MLflow's serving and pyfunc the same.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
-    # A signature from arrays of the right shape; an input_example fails for image batches
-    # in this MLflow version (see DESIGN.md), so none is logged.
-    x = np.zeros((1, *input_shape), dtype=np.float32)
+    # A signature from arrays of the right shape and dtype; an input_example fails for image
+    # batches in this MLflow version (see DESIGN.md), so none is logged.
+    x = np.zeros((1, *input_shape), dtype=np.dtype(input_dtype))
     y = np.full((1, num_classes), 1.0 / num_classes, dtype=np.float32)
     signature = infer_signature(x, y)
     client = _client()
@@ -97,7 +106,8 @@ def register_keras_model(model: Any, *, name: str, run_id: str, input_shape: tup
     try:
         with mlflow.start_run(run_id=run_id):
             info = mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature,
-                                          metadata={DATA_METADATA_KEY: dict(metadata)})
+                                          metadata={DATA_METADATA_KEY: dict(metadata),
+                                                    INPUT_METADATA_KEY: input_kind})
         if not registered_model_exists(name):
             client.create_registered_model(name, description="CNN image classifier from the tuning pipeline; "
                                                              "aliases challenger / champion / previous-champion")
@@ -105,15 +115,6 @@ def register_keras_model(model: Any, *, name: str, run_id: str, input_shape: tup
     except MlflowException as error:
         raise TrackingError(f"cannot register model {name!r} in {client.tracking_uri}: {error.message}") from None
     return _version(mv)
-
-
-def get_version(name: str, version: str) -> Version:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return _version(_client().get_model_version(name, version))
-    except MlflowException:
-        raise TrackingError(f"registered model {name!r} has no version {version}") from None
 
 
 def version_for_alias(name: str, alias: str) -> Version | None:
@@ -187,6 +188,12 @@ def data_metadata(uri: str) -> dict[str, Any] | None:
     metadata = _model_info(uri).metadata or {}
     value = metadata.get(DATA_METADATA_KEY)
     return dict(value) if isinstance(value, Mapping) else None
+
+
+def input_kind(uri: str) -> str:
+    """``raw`` or ``normalized``: what the model at ``uri`` takes (see ``INPUT_METADATA_KEY``)."""
+    metadata = _model_info(uri).metadata or {}
+    return str(metadata.get(INPUT_METADATA_KEY, LEGACY_INPUT))
 
 
 def load_keras(uri: str) -> Any:

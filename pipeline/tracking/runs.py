@@ -6,7 +6,6 @@ trial can be logged from any process that knows the tracking URI and the parent 
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,7 +16,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import TrackingError
+from pipeline.tracking.context import context_tags, git_commit
 from pipeline.tracking.retry import RetryingClient
+from pipeline.tracking.train_run import metric_key
 
 SEARCH_HASH_TAG = "search_hash"
 RUN_TYPE_TAG = "run_type"
@@ -39,7 +40,7 @@ class TrialRunLogger:
 
     def start_trial(self, trial_id: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         run_tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, RUN_TYPE_TAG: "trial",
-                    SEARCH_HASH_TAG: self.search_hash, **self.tags, **tags}
+                    SEARCH_HASH_TAG: self.search_hash, **context_tags(), **self.tags, **tags}
         run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=f"trial-{trial_id}")
         run_id = run.info.run_id
         items = [Param(k, str(v)) for k, v in params.items()]
@@ -51,13 +52,14 @@ class TrialRunLogger:
         if run_id is None:
             return
         stamp = _now_ms()
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()])
+        self.client.log_batch(run_id, metrics=[Metric(metric_key(k), float(v), stamp, step)
+                                               for k, v in metrics.items()])
 
     def end_trial(self, run_id: str | None, status: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
         if run_id is None:
             return
         stamp = _now_ms()
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
+        self.client.log_batch(run_id, metrics=[Metric(metric_key(k), float(v), stamp, 0) for k, v in metrics.items()],
                               tags=[RunTag(k, str(v)) for k, v in tags.items()])
         self.client.set_terminated(run_id, status=status)
 
@@ -117,7 +119,7 @@ class SearchRun:
                 run_id = found[0].info.run_id
                 client.update_run(run_id, status="RUNNING")
                 return cls(tracking_uri, experiment_id, run_id, search_hash, resumed=True)
-        run_tags = {RUN_TYPE_TAG: "search", SEARCH_HASH_TAG: search_hash, "tuner": tuner, **tags}
+        run_tags = {RUN_TYPE_TAG: "search", SEARCH_HASH_TAG: search_hash, "tuner": tuner, **context_tags(), **tags}
         commit = git_commit()
         if commit:
             run_tags[MLFLOW_GIT_COMMIT] = commit
@@ -152,12 +154,37 @@ class SearchRun:
     def finish(self, metrics: dict[str, float], tags: dict[str, str], artifacts: Iterable[Path],
                status: str = "FINISHED") -> None:
         stamp = _now_ms()
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
+        # The best trial's own numbers under the children's names, so the parent's row in the
+        # runs table is not "-" in every metric column; the search's own metrics win a clash.
+        copied = {k: v for k, v in self._trial_metrics(tags.get("best_trial_id")).items() if k not in metrics}
+        batch = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+        batch += [Metric(k, value, stamp, step) for k, (value, step) in copied.items()]
+        self.client.log_batch(self.run_id, metrics=batch,
                               tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
         for path in artifacts:
             if Path(path).is_file():
                 self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status=status)
+
+    def _trial_metrics(self, trial_id: str | None) -> dict[str, tuple[float, int]]:
+        """``{name: (latest value, its step)}`` of trial ``trial_id``'s newest child run.
+
+        The step is kept so that, in the chart view, the parent's point lands on the end of the
+        best trial's curve instead of at epoch 0.
+        """
+        if not trial_id:
+            return {}
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{self.run_id}' and tags.trial_id = '{trial_id}'",
+            max_results=1, order_by=["attribute.start_time DESC"])
+        if not found:
+            return {}
+        latest = {}
+        for name in found[0].data.metrics:
+            last = max(self.client.get_metric_history(found[0].info.run_id, name), key=lambda m: (m.step, m.timestamp))
+            latest[name] = (float(last.value), int(last.step))
+        return latest
 
     def abort(self, status: str = "KILLED", error: str | None = None) -> None:
         if error:
@@ -178,14 +205,6 @@ def _log_dataset(client: MlflowClient, run_id: str, x: Any, y: Any, fingerprint:
                                          name=f"train-{fingerprint[:12]}", digest=fingerprint[:32])
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
                                                      tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])])
-
-
-def git_commit(cwd: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def experiment_id_of(tracking_uri: str, name: str) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,28 +17,21 @@ from typing import Any
 
 from pipeline.errors import TrackingError
 from pipeline.handoff import read_handoff
+from pipeline.tracking.context import context_tags, git_commit
 
 # MLflow's run-id environment variable: `mlflow run` sets it so that the entry point's
 # code logs into the project's run. The train run is a run of its own in the configured
 # experiment, so the variable is taken out (and kept as a tag) before starting it.
 _PROJECT_RUN_ENV = "MLFLOW_RUN_ID"
 _METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-./ ]")
+# The per-epoch learning rate is a metric named ``lr``: the param ``learning_rate`` is the
+# initial rate (a search-space key), and one name for both made MLflow's columns ambiguous.
+_RENAMED_METRICS = {"learning_rate": "lr"}
 
 
 def metric_key(name: str) -> str:
-    """``name`` with characters MLflow rejects in metric names replaced by ``_``."""
-    return _METRIC_NAME.sub("_", name)
-
-
-def git_commit(start: Path | None = None) -> str | None:
-    """The repository's HEAD commit, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=start or Path.cwd(), capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and commit else None
+    """The MLflow metric name of ``name``: ``lr`` for the learning rate, rejected characters as ``_``."""
+    return _METRIC_NAME.sub("_", _RENAMED_METRICS.get(name, name))
 
 
 def _param_value(value: Any) -> str:
@@ -54,7 +46,7 @@ class TrainRun:
 
         self._mlflow = mlflow
         project_run = os.environ.pop(_PROJECT_RUN_ENV, None)
-        all_tags = {k: str(v) for k, v in tags.items() if v is not None}
+        all_tags = {**context_tags(), **{k: str(v) for k, v in tags.items() if v is not None}}
         if project_run:
             all_tags["mlflow_project_run_id"] = project_run
         commit = git_commit()

@@ -33,6 +33,8 @@ from typing import Any
 from pipeline import paths
 from pipeline.errors import PipelineError
 
+READY_LINE = "chief listening on"  # what the chief prints once its oracle serves
+
 ENV_PARAMS = "PIPELINE_TUNE_PARAMS"  # the validated params, as JSON (the overrides included)
 ENV_HASH = "PIPELINE_SEARCH_HASH"
 ENV_PARENT_RUN = "PIPELINE_PARENT_RUN_ID"
@@ -71,8 +73,6 @@ class Child:
         print(f"[launcher] started {self.name} (pid {self.popen.pid})", flush=True)
 
     def _pump(self, popen: subprocess.Popen[str]) -> None:
-        from pipeline.tuning.worker import READY_LINE
-
         for line in popen.stdout or ():
             line = line.rstrip()
             self.tail.append(line)
@@ -108,6 +108,10 @@ def run_distributed(params: Any, workers: int, role: str | None) -> int:
     port = int(port_env) if port_env else params.tune.chief_port
     if role != "worker":  # fail in a second on an address the chief cannot bind
         port = pick_port(address, port, fixed=port_env is not None)
+        if address in WILDCARD:  # KerasTuner's oracle has no authentication: whoever reaches it can join
+            print(f"[launcher] warning: tune.chief_address {address or '(empty)'}: the chief listens on all "
+                  f"interfaces (port {port}) without authentication; use 127.0.0.1 unless workers on other "
+                  "hosts need it, behind a firewall", file=sys.stderr, flush=True)
     tracking_uri = configure(params)
     meta = load_meta(paths.PROCESSED_DIR)
     fingerprint = meta["fingerprint"]
@@ -123,8 +127,8 @@ def run_distributed(params: Any, workers: int, role: str | None) -> int:
 
 def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, fingerprint: str,
                 train: tuple[Any, Any], address: str, connect: str, port: int) -> int:
-    from pipeline.stages.tune import open_search_run, write_outputs
     from pipeline.tuning.search import add_wall_seconds, collect_records, ended_run_statuses
+    from pipeline.tuning.session import open_search_run, write_outputs
 
     project_dir = Path(params.tune.directory) / f"search-{digest}"
     if not params.tune.resume and project_dir.exists():

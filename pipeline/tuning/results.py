@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.objective import direction_of
 from pipeline.tuning.records import EPOCH_METRICS, TrialRecord
 from pipeline.tuning.tracker import FAILED, FINISHED
 
@@ -17,10 +18,6 @@ TRIAL_COLUMNS = (
     "accuracy", "val_accuracy", "loss", "val_loss",
 )
 HISTORY_COLUMNS = ("trial_id", "epoch", *EPOCH_METRICS)
-
-
-def direction_of(objective: str) -> str:
-    return "min" if objective.endswith("loss") else "max"
 
 
 def trial_rows(records: list[TrialRecord], objective: str, hp_names: list[str]) -> list[dict[str, Any]]:
@@ -60,12 +57,39 @@ def write_history_csv(path: Path, records: list[TrialRecord]) -> None:
     _write_csv(path, HISTORY_COLUMNS, rows)
 
 
-def best_hparams(best: TrialRecord, objective: str, **context: Any) -> dict[str, Any]:
-    """What ``train`` consumes; ``epochs`` = epochs up to and including the best one (absolute)."""
-    epoch = best.best_epoch(objective, direction_of(objective))
-    epochs = int(epoch["epoch"]) + 1 if epoch else best.initial_epoch + best.epochs_trained
+def top_configurations(records: list[TrialRecord], objective: str, count: int) -> list[TrialRecord]:
+    """The best ``count`` distinct configurations, each by its best trial (continuations share values)."""
+    scored = [r for r in records if r.status == FINISHED and r.score is not None and math.isfinite(r.score)]
+    sign = -1.0 if direction_of(objective) == "max" else 1.0
+    # Ties go to the longer-trained trial: its score rests on more epochs.
+    scored.sort(key=lambda r: (sign * r.score, -(r.initial_epoch + r.epochs_trained), r.trial_id))
+    seen: set[str] = set()
+    out = []
+    for record in scored:
+        key = json.dumps(record.values, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(record)
+    return out[:count]
+
+
+def trained_epochs(record: TrialRecord, objective: str) -> int:
+    """Epochs up to and including the trial's best one (absolute: a continuation counts its parent's)."""
+    epoch = record.best_epoch(objective, direction_of(objective))
+    return int(epoch["epoch"]) + 1 if epoch else record.initial_epoch + record.epochs_trained
+
+
+def best_hparams(best: TrialRecord, objective: str, top: list[dict[str, Any]] | None = None,
+                 **context: Any) -> dict[str, Any]:
+    """What ``train`` consumes: the best trial, and ``top`` distinct configurations for an ensemble."""
     return {"trial_id": best.trial_id, "objective": objective, "score": best.score, "values": best.values,
-            "epochs": epochs, **context}
+            "epochs": trained_epochs(best, objective), "top": top or [], **context}
+
+
+def candidate(record: TrialRecord, objective: str, trial_dir: Path) -> dict[str, Any]:
+    """One entry of ``best_hparams.json``'s ``top``: what ``train`` needs to retrain or reuse the trial."""
+    return {"trial_id": record.trial_id, "score": record.score, "values": record.values,
+            "epochs": trained_epochs(record, objective), "trial_dir": str(trial_dir)}
 
 
 def search_metrics(records: list[TrialRecord], objective: str, wall_seconds: float) -> dict[str, Any]:

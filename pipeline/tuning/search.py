@@ -6,6 +6,7 @@ and writes the outputs; this module only runs KerasTuner and collects ``TrialRec
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ from typing import Any
 
 import keras
 
+from pipeline.objective import direction_of
 from pipeline.tuning.progress import ProgressPrinter
 from pipeline.tuning.records import TrialRecord
-from pipeline.tuning.results import best_record, direction_of
+from pipeline.tuning.results import best_record
 from pipeline.tuning.tracker import FAILED, FINISHED, KILLED
 from pipeline.tuning.tuners import ProcessRecycle, TrackedTunerMixin, expected_trials
 
@@ -59,7 +61,7 @@ def run_search(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
     project_dir = Path(tuner.project_dir)
     previous = [r for r in collect_records(tuner) if r.status in (FINISHED, FAILED)]
     best = best_record(previous, tune.objective)
-    expected = expected_trials(tuner, tune)
+    expected = expected_trials(tune)
     tuner.trials_left = max(expected - len(previous), 0)
     tuner.on_trial_done = ProgressPrinter(
         expected, direction_of(tune.objective), done=len(previous),
@@ -68,6 +70,9 @@ def run_search(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
     x, y, x_val, y_val = data
     callbacks = [keras.callbacks.EarlyStopping(monitor=tune.objective, mode=direction_of(tune.objective),
                                                patience=tune.early_stopping_patience)]
+    # Keras runs a full garbage collection before every trial; with TensorFlow's millions of
+    # import-time objects moved out of its reach, each costs ~0.02 s instead of ~0.4 s.
+    gc.freeze()
     start = time.perf_counter()
     try:
         tuner.search(x, y, validation_data=(x_val, y_val), epochs=tune.max_epochs, callbacks=callbacks,

@@ -1,23 +1,31 @@
 """KerasTuner tuners that report every trial to a ``TrialTracker`` and keep a ``TrialRecord``.
 
-The mixin hooks KerasTuner's own trial life cycle: ``on_trial_begin`` opens the trial's run,
-``_build_and_fit_model`` adds the per-epoch recorder and NaN guard, ``on_trial_end`` closes the
-run with the status the oracle settled on (COMPLETED -> FINISHED, otherwise FAILED).
+This module is the adapter to KerasTuner's internals: every protected hook or attribute the
+pipeline relies on is used here, each with the reason. The mixin hooks KerasTuner's trial
+life cycle: ``on_trial_begin`` opens the trial's run, ``_build_and_fit_model`` adds the
+per-epoch recorder, the NaN guard and the saving of the final training state,
+``_build_hypermodel`` continues a Hyperband trial from its parent's *last* epoch with the
+parent's optimizer state (KerasTuner loads the best epoch's weights into a fresh optimizer),
+and ``on_trial_end`` closes the run with the status the oracle settled on.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
 
+from pipeline.model.training import LAST_STATE_NAME, SaveTrainingState, load_training_state
+from pipeline.objective import direction_of
+from pipeline.tuning.bohb import BOHB
 from pipeline.tuning.callbacks import EpochRecorder, NanGuard
 from pipeline.tuning.records import TrialRecord
 from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NullTracker, TrialTracker
 
+HYPERBAND_FAMILY = ("hyperband", "bohb")
 TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
 
 
@@ -61,10 +69,26 @@ class TrackedTunerMixin:
         record.save(self.get_trial_dir(trial.trial_id))
         self._active = record
 
+    def _build_hypermodel(self, hp: kt.HyperParameters) -> Any:
+        # KerasTuner's hook between building a trial's model and fitting it. Hyperband's own
+        # version loads the parent's best-epoch weights and drops the optimizer state, so a
+        # continued trial would not be the run it stands for; continue from the last epoch.
+        parent = hp.values.get("tuner/trial_id")
+        if parent is None:
+            return super()._build_hypermodel(hp)
+        model = kt.Tuner._build_hypermodel(self, hp)
+        state = Path(self.get_trial_dir(parent)) / LAST_STATE_NAME
+        if state.is_file():
+            load_training_state(model, state)
+        else:  # a search started before states were saved: KerasTuner's best-epoch checkpoint
+            model.load_weights(self._get_checkpoint_fname(parent))
+        return model
+
     def _build_and_fit_model(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         record = self._active
         guard = NanGuard()
-        extra = [guard] if record is None else [guard, EpochRecorder(record, self.tracker, record.run_id)]
+        state = SaveTrainingState(Path(self.get_trial_dir(trial.trial_id)) / LAST_STATE_NAME)
+        extra = [guard, state] if record is None else [guard, state, EpochRecorder(record, self.tracker, record.run_id)]
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + extra
         results = super()._build_and_fit_model(trial, *args, **kwargs)
         if guard.nan_at is not None:
@@ -150,6 +174,10 @@ class TrackedHyperband(TrackedTunerMixin, kt.Hyperband):
     pass
 
 
+class TrackedBOHB(TrackedTunerMixin, BOHB):
+    pass
+
+
 class TrackedRandomSearch(TrackedTunerMixin, kt.RandomSearch):
     pass
 
@@ -162,17 +190,17 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
                tracker: TrialTracker | None = None, hp_names: list[str] | None = None,
                on_trial_done: Callable[[TrialRecord], None] | None = None) -> TrackedTunerMixin:
     """A tracked tuner from the ``tune`` section (``pipeline.config.TuneConfig``)."""
-    # Hyperband continues a trial by loading only the parent's weights into a fresh model (the
-    # schedule callback keeps the learning rate on course); Keras warns about the optimizer
-    # state it skips on every continuation, which is expected here and only noise.
-    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer", category=UserWarning)
     common = dict(
         hypermodel=hypermodel, objective=tune.objective, seed=seed,
         max_consecutive_failed_trials=tune.max_consecutive_failed_trials,
         directory=tune.directory, project_name=project_name, overwrite=not tune.resume,
         tracker=tracker, hp_names=hp_names, on_trial_done=on_trial_done,
     )
-    if tune.tuner == "hyperband":
+    if tune.tuner == "bohb":
+        tuner = TrackedBOHB(max_epochs=tune.max_epochs, factor=tune.factor,
+                            hyperband_iterations=tune.hyperband_iterations,
+                            initial_points=[dict(p) for p in tune.initial_points], **common)
+    elif tune.tuner == "hyperband":
         tuner = TrackedHyperband(max_epochs=tune.max_epochs, factor=tune.factor,
                                  hyperband_iterations=tune.hyperband_iterations, **common)
     elif tune.tuner == "random":
@@ -184,10 +212,13 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
     return tuner
 
 
-def expected_trials(tuner: Any, tune: Any) -> int:
-    """About how many trials the whole search runs (Hyperband: the sum of its bracket sizes)."""
-    if tune.tuner != "hyperband":
+def expected_trials(tune: Any) -> int:
+    """About how many trials the whole search runs (the Hyperband family: the sum of its bracket sizes)."""
+    if tune.tuner not in HYPERBAND_FAMILY:
         return tune.max_trials
-    oracle = tuner.oracle
+    oracle = kt.oracles.HyperbandOracle(objective=kt.Objective(tune.objective, direction_of(tune.objective)),
+                                        max_epochs=tune.max_epochs, factor=tune.factor,
+                                        hyperband_iterations=tune.hyperband_iterations)
+    # KerasTuner has no public count of a Hyperband iteration's trials; its bracket layout is.
     per_iteration = sum(oracle._get_size(b, r) for b in range(oracle._get_num_brackets()) for r in range(b + 1))
     return per_iteration * tune.hyperband_iterations

@@ -12,12 +12,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from pipeline.tuning import distributed as dist
-
-READY_LINE = "chief listening on"
+from pipeline.tuning.distributed import READY_LINE
 
 
 def _params() -> Any:
@@ -29,11 +27,9 @@ def _params() -> Any:
 def _hypermodel(params: Any) -> Any:
     from pipeline import paths
     from pipeline.data.store import load_meta
-    from pipeline.model.hypermodel import CNNHyperModel
+    from pipeline.tuning.session import hypermodel_for
 
-    meta = load_meta(paths.PROCESSED_DIR)
-    return CNNHyperModel(space=params.search_space, input_shape=tuple(meta["input_shape"]),
-                         num_classes=meta["num_classes"], seed=params.seed, total_epochs=params.tune.max_epochs)
+    return hypermodel_for(params, load_meta(paths.PROCESSED_DIR))
 
 
 def _tuner(params: Any, hypermodel: Any, **kwargs: Any) -> Any:
@@ -108,8 +104,9 @@ def run_worker() -> int:
 
     from pipeline import paths
     from pipeline.data.store import load_split
-    from pipeline.tuning.results import direction_of
+    from pipeline.objective import direction_of
     from pipeline.tuning.tracker import FAILED, KILLED, NullTracker
+    from pipeline.tuning.tuners import expected_trials
 
     params = _params()
     tune = params.tune
@@ -125,7 +122,7 @@ def run_worker() -> int:
     x_val, y_val = load_split(paths.PROCESSED_DIR, "validation")
     tuner = _tuner(params, _hypermodel(params), tracker=tracker)
     _wait_when_idle(tuner.oracle)
-    tuner.on_trial_done = SharedProgress(Path(tuner.project_dir), _expected(tune), tune.objective)
+    tuner.on_trial_done = SharedProgress(Path(tuner.project_dir), expected_trials(tune), tune.objective)
     callbacks = [keras.callbacks.EarlyStopping(monitor=tune.objective, mode=direction_of(tune.objective),
                                                patience=tune.early_stopping_patience)]
     try:
@@ -156,27 +153,12 @@ def _wait_when_idle(client: Any, seconds: float = 1.0) -> None:
     client.create_trial = create_trial
 
 
-def _expected(tune: Any) -> int:
-    """About how many trials the search runs (a worker's oracle is a gRPC client: ask a local one)."""
-    import keras_tuner as kt
-
-    from pipeline.tuning.results import direction_of
-    from pipeline.tuning.tuners import expected_trials
-
-    if tune.tuner != "hyperband":
-        return tune.max_trials
-    oracle = kt.oracles.HyperbandOracle(objective=kt.Objective(tune.objective, direction_of(tune.objective)),
-                                        max_epochs=tune.max_epochs, factor=tune.factor,
-                                        hyperband_iterations=tune.hyperband_iterations)
-    return expected_trials(SimpleNamespace(oracle=oracle), tune)
-
-
 class SharedProgress:
     """``ProgressPrinter`` over the whole search: counts and best come from the shared trial records."""
 
     def __init__(self, project_dir: Path, expected: int, objective: str) -> None:
+        from pipeline.objective import direction_of
         from pipeline.tuning.progress import ProgressPrinter
-        from pipeline.tuning.results import direction_of
 
         self.project_dir, self.objective = project_dir, objective
         self.printer = ProgressPrinter(expected, direction_of(objective))

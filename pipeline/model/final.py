@@ -1,0 +1,138 @@
+"""The final model: the search's top configurations retrained with ``fit_model``, checked, averaged.
+
+Each member is one distinct configuration from the search, retrained from scratch for the
+final budget. Its validation score is compared with the score the search reported for it:
+the search's score must be one that training can reach. A member that falls short by more
+than the tolerance is replaced by the trial's own best-epoch checkpoint (the model that
+earned the score), and the shortfall is reported. Several members are averaged (their
+softmax outputs) into one Keras model, which cancels much of one configuration's luck on a
+small validation split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from pipeline.model.training import fit_model, load_training_state
+from pipeline.objective import direction_of, shortfall
+
+# KerasTuner's best-epoch weights in each trial folder (tuner_utils.SaveBestEpoch).
+TRIAL_CHECKPOINT_NAME = "checkpoint.weights.h5"
+RETRAINED, TRIAL_CHECKPOINT = "retrained", "trial checkpoint"
+
+EpochHook = Callable[[int, int, dict[str, float]], None]  # (member index, epoch, logs)
+
+
+@dataclass
+class Member:
+    index: int
+    trial_id: str
+    values: dict[str, Any]
+    search_score: float
+    retrained_score: float
+    score: float  # the score of the model kept (retrained, or the trial's checkpoint)
+    source: str
+    shortfall: float
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    model: keras.Model | None = field(default=None, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {"trial_id": self.trial_id, "search_score": self.search_score,
+                "retrained_score": self.retrained_score, "score": self.score, "source": self.source,
+                "shortfall": round(self.shortfall, 6), "epochs_run": self.epochs_run}
+
+
+def validation_score(model: keras.Model, x: np.ndarray, y: np.ndarray, objective: str) -> float:
+    loss, accuracy = model.evaluate(x, y, batch_size=256, verbose=0)[:2]
+    return float(loss if objective.endswith("loss") else accuracy)
+
+
+class _Recorder(keras.callbacks.Callback):
+    def __init__(self, index: int, rows: list[dict[str, float]], hook: EpochHook | None) -> None:
+        super().__init__()
+        self.index, self.rows, self.hook = index, rows, hook
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.rows.append({"epoch": epoch, **logs})
+        if self.hook is not None:
+            self.hook(self.index, epoch, logs)
+
+
+def train_member(index: int, candidate: dict[str, Any], build: Callable[[dict[str, Any]], keras.Model],
+                 data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, epochs: int, patience: int | None,
+                 objective: str, seed: int, tolerance: float, on_epoch: EpochHook | None = None) -> Member:
+    """Retrain one configuration; fall back to its trial checkpoint when the retrained model falls short."""
+    x, y, x_val, y_val = data
+    values = candidate["values"]
+    model = build(values)
+    rows: list[dict[str, float]] = []
+    callbacks: list[keras.callbacks.Callback] = [_Recorder(index, rows, on_epoch)]
+    if patience is not None:
+        callbacks.insert(0, keras.callbacks.EarlyStopping(monitor=objective, mode=direction_of(objective),
+                                                          patience=patience, restore_best_weights=True))
+    fit_model(model, values, x, y, validation_data=(x_val, y_val), epochs=epochs, seed=seed, callbacks=callbacks)
+    retrained = validation_score(model, x_val, y_val, objective)
+    promised = float(candidate["score"])
+    gap = shortfall(retrained, promised, objective)
+    member = Member(index, str(candidate["trial_id"]), values, promised, retrained, retrained, RETRAINED, gap,
+                    len(rows), rows, model)
+    if gap > tolerance:
+        checkpoint = Path(candidate.get("trial_dir") or "") / TRIAL_CHECKPOINT_NAME
+        if checkpoint.is_file():
+            fallback = build(values)
+            load_training_state(fallback, checkpoint)
+            kept = validation_score(fallback, x_val, y_val, objective)
+            if shortfall(kept, retrained, objective) == 0.0:
+                member.model, member.score, member.source = fallback, kept, TRIAL_CHECKPOINT
+    return member
+
+
+def average_ensemble(models: list[keras.Model], input_shape: tuple[int, ...]) -> keras.Model:
+    """One model whose output is the mean of the members' class probabilities (one member: itself)."""
+    if len(models) == 1:
+        return models[0]
+    inputs = keras.Input(shape=tuple(input_shape))
+    # Members are wrapped under unique names: nested models are layers of the ensemble.
+    outputs = [keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}")(inputs) for i, m in enumerate(models)]
+    ensemble = keras.Model(inputs, keras.layers.Average(name="mean_probability")(outputs),
+                           name=f"ensemble_of_{len(models)}")
+    ensemble.compile(loss=models[0].loss, metrics=["accuracy"])
+    return ensemble
+
+
+@dataclass
+class FinalModel:
+    model: keras.Model  # takes normalized input, like the training arrays
+    members: list[Member]
+    score: float  # the kept model's validation score (the ensemble's when several)
+    objective: str
+
+    @property
+    def fell_short(self) -> list[Member]:
+        return [m for m in self.members if m.source == TRIAL_CHECKPOINT or m.shortfall > 0]
+
+
+def train_final(candidates: list[dict[str, Any]], build: Callable[[dict[str, Any]], keras.Model],
+                data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, epochs: int, patience: int | None,
+                objective: str, seed: int, tolerance: float, on_epoch: EpochHook | None = None,
+                on_member: Callable[[Member], None] | None = None) -> FinalModel:
+    """Retrain every candidate (best first) and average them; see the module docstring."""
+    members = []
+    for index, candidate in enumerate(candidates):
+        keras.utils.set_random_seed(seed)
+        member = train_member(index, candidate, build, data, epochs=epochs, patience=patience, objective=objective,
+                              seed=seed, tolerance=tolerance, on_epoch=on_epoch)
+        members.append(member)
+        if on_member is not None:
+            on_member(member)
+    model = average_ensemble([m.model for m in members], data[0].shape[1:])
+    score = members[0].score if len(members) == 1 else validation_score(model, data[2], data[3], objective)
+    return FinalModel(model, members, score, objective)

@@ -1,0 +1,122 @@
+"""The one training loop: search trials, the final model and ablation runs all fit through ``fit_model``.
+
+Every epoch's randomness is a pure function of ``(seed, absolute epoch)``: the order of the
+training examples and the state of every seeded layer (dropout, augmentation). Together with
+the optimizer state saved by ``save_training_state``, training epochs 0..k, saving, and
+training k..n later in a freshly built model gives the weights of training 0..n straight.
+That is what a Hyperband continuation claims to be, and what ``train`` reruns.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from pipeline.model.schedules import ScheduleCallback
+
+# Keras names the state variable of every SeedGenerator (dropout, random augmentation) this way.
+SEED_STATE_SUFFIX = "seed_generator_state"
+LAST_STATE_NAME = "last.weights.h5"
+VALIDATION_BATCH_SIZE = 256  # evaluation only: fewer, larger batches cost less per epoch
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the ``n`` training examples in ``epoch``: the same for the same (seed, epoch)."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def epoch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, initial_epoch: int,
+                  epochs: int) -> Any:
+    """A ``tf.data.Dataset`` of the batches of epochs ``initial_epoch .. epochs - 1``, in that order.
+
+    Batches never span two epochs (the last one of an epoch may be short), so Keras, given
+    ``steps_per_epoch``, ends each epoch exactly where the order of the next one begins.
+    """
+    import tensorflow as tf
+
+    def batches() -> Any:
+        for epoch in range(initial_epoch, epochs):
+            order = epoch_order(len(x), seed, epoch)
+            for start in range(0, len(x), batch_size):
+                index = np.sort(order[start:start + batch_size])  # sorted: contiguous reads from memmaps
+                yield x[index], y[index]
+
+    signature = (tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)),
+                 tf.TensorSpec((None, *y.shape[1:]), tf.as_dtype(y.dtype)))
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Sets every seeded layer's random state from ``(seed, epoch)`` at the start of each epoch.
+
+    Keras keeps that state in a variable that ``save_weights`` does not store; deriving it
+    from the absolute epoch makes a continued run draw the dropout masks and augmentations
+    of an uninterrupted one.
+    """
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        states = [v for v in self.model.variables if v.path.endswith(SEED_STATE_SUFFIX)]
+        for index, state in enumerate(states):
+            base = np.random.default_rng([self.seed, int(epoch), index]).integers(0, 2**31 - 1, size=2)
+            state.assign(base.astype(state.dtype))
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))
+
+
+def fit_model(model: keras.Model, values: dict[str, Any], x: np.ndarray, y: np.ndarray, *,
+              validation_data: tuple[np.ndarray, np.ndarray] | None, epochs: int, initial_epoch: int = 0,
+              seed: int = 0, total_epochs: int | None = None,
+              callbacks: list[keras.callbacks.Callback] | None = None, verbose: int = 0) -> keras.callbacks.History:
+    """Train ``model`` (compiled) from ``initial_epoch`` to ``epochs`` with the trial's batch size and schedule.
+
+    ``total_epochs`` is the horizon of the annealing schedules (default ``epochs``). The
+    schedule callback runs before the given ``callbacks``, so they find
+    ``logs["learning_rate"]`` in every epoch's logs.
+    """
+    batch_size = int(values["batch_size"])
+    steps = steps_per_epoch(len(x), batch_size)
+    schedule = ScheduleCallback(values, total_epochs=total_epochs or epochs, steps_per_epoch=steps)
+    data = epoch_batches(x, y, batch_size, seed, initial_epoch, epochs)
+    return model.fit(data, steps_per_epoch=steps, validation_data=validation_data,
+                     validation_batch_size=VALIDATION_BATCH_SIZE, epochs=epochs, initial_epoch=initial_epoch,
+                     callbacks=[EpochSeeds(seed), schedule, *(callbacks or [])], verbose=verbose)
+
+
+class SaveTrainingState(keras.callbacks.Callback):
+    """Saves weights and optimizer state when training ends, for a later continuation."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        save_training_state(self.model, self.path)
+
+
+def save_training_state(model: keras.Model, path: str | Path) -> None:
+    """Weights plus optimizer variables (moments, iteration count), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.weights.h5")
+    model.save_weights(tmp)
+    tmp.replace(path)
+
+
+def load_training_state(model: keras.Model, path: str | Path) -> None:
+    """Load what ``save_training_state`` wrote into a freshly built, compiled ``model``.
+
+    The optimizer must exist before loading: Keras skips the optimizer variables of an
+    unbuilt optimizer ("Skipping variable loading for optimizer"), restarting its moments.
+    """
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)

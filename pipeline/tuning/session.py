@@ -1,0 +1,179 @@
+"""One search session: open (or resume) the search run, build the tuner, run it, write the outputs.
+
+Used by the ``tune`` stage in one process and by the distributed chief (``write_outputs``
+after its workers finish). Outputs (dvc.yaml): best_hparams.json, trials.csv, history.csv,
+summary.png, metrics.json.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline import paths
+from pipeline.errors import PipelineError
+
+
+def run_local(params: Any, *, trials_per_process: int = 0) -> int:
+    """The search in this process on ``data/processed``; returns 0, or the trial count when a fresh
+    process must continue it (``trials_per_process``), the search run left open for it."""
+    from pipeline.data.store import load_meta, load_split
+    from pipeline.tracking.store import configure
+    from pipeline.tuning.tuners import ProcessRecycle
+
+    tracking_uri = configure(params)  # fails in seconds if the tracking server is down
+    meta = load_meta(paths.PROCESSED_DIR)
+    data = (*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"))
+    try:
+        with sigterm_as_interrupt():
+            tune(params, hypermodel_for(params, meta), data, meta["fingerprint"], tracking_uri=tracking_uri,
+                 hp_names=list(type(params.search_space).model_fields), out_dir=paths.TUNE_DIR,
+                 trials_per_process=trials_per_process)
+    except ProcessRecycle as recycle:
+        return recycle.trials
+    return 0
+
+
+def hypermodel_for(params: Any, meta: dict[str, Any]) -> Any:
+    """The search's ``CNNHyperModel`` for the data ``meta`` describes: the one factory, for stage and workers."""
+    from pipeline.model.hypermodel import CNNHyperModel
+
+    return CNNHyperModel(space=params.search_space, input_shape=tuple(meta["input_shape"]),
+                         num_classes=meta["num_classes"], seed=params.seed, total_epochs=params.tune.max_epochs)
+
+
+def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerprint: str, *,
+         tracking_uri: str | None, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR,
+         trials_per_process: int = 0) -> dict[str, Any]:
+    """Run or resume the search, log it to MLflow (``tracking_uri`` None: no tracking), write the outputs.
+
+    With ``trials_per_process`` > 0 it raises ``ProcessRecycle`` after that many trials (the
+    search run stays open); the caller starts a new process, which resumes the search.
+    """
+    import keras
+
+    from pipeline.tuning.identity import search_hash
+    from pipeline.tuning.search import collect_records, ended_run_statuses, run_search
+    from pipeline.tuning.tracker import NullTracker
+    from pipeline.tuning.tuners import ProcessRecycle, make_tuner
+
+    keras.utils.set_random_seed(params.seed)
+    digest = search_hash(params, fingerprint)
+    search_run = None
+    tracker: Any = NullTracker()
+    if tracking_uri is not None:
+        search_run = open_search_run(params, tracking_uri, digest, fingerprint, data[0], data[1])
+        tracker = search_run.trial_logger()
+    tuner = make_tuner(params.tune, hypermodel, seed=params.seed, project_name=f"search-{digest}",
+                       tracker=tracker, hp_names=hp_names)
+    tuner.trials_per_process = trials_per_process
+    if search_run is not None and search_run.resumed:
+        tracker.close_leftover_runs(ended_run_statuses(collect_records(tuner)))
+    # Seed again right before the search: opening MLflow runs must not change which trials run.
+    keras.utils.set_random_seed(params.seed)
+    try:
+        result = run_search(tuner, params.tune, data)
+    except ProcessRecycle:
+        raise  # the search goes on in a new process; its run stays open
+    except KeyboardInterrupt:
+        if search_run is not None:
+            search_run.abort("KILLED", "interrupted; rerun to resume")
+        raise
+    except RuntimeError as error:  # KerasTuner: too many consecutive failed trials
+        if search_run is not None:
+            search_run.abort("FAILED", str(error))
+        raise PipelineError(f"the search stopped: {str(error).strip().splitlines()[0]}") from None
+    except BaseException as error:
+        if search_run is not None:
+            search_run.abort("FAILED", f"{type(error).__name__}: {error}")
+        raise
+
+    return write_outputs(params, result.records, result.wall_seconds, search_run, fingerprint=fingerprint,
+                         digest=digest, hp_names=hp_names, out_dir=out_dir, project_dir=result.project_dir)
+
+
+def open_search_run(params: Any, tracking_uri: str, digest: str, fingerprint: str, x: Any, y: Any) -> Any:
+    """Create or (resume) find the parent run of the search: ``pipeline.tracking.runs.SearchRun``."""
+    from pipeline.tracking.runs import SearchRun
+    from pipeline.tuning.identity import flatten, search_definition
+
+    definition = search_definition(params, fingerprint)
+    run_params = {**flatten("tune", definition["tune"]), **flatten("search_space", definition["search_space"]),
+                  "seed": str(params.seed)}
+    return SearchRun.open(
+        tracking_uri, params.mlflow.experiment, digest, tuner=params.tune.tuner, resume=params.tune.resume,
+        params=run_params, tags={"data_fingerprint": fingerprint},
+        dataset=(x, y, fingerprint, str(Path(paths.PROCESSED_DIR).resolve())),
+    )
+
+
+def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_run: Any, *, fingerprint: str,
+                  digest: str, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR,
+                  project_dir: Path | None = None) -> dict[str, Any]:
+    """The DVC outputs and the parent run's summary from the trial records (one process or many)."""
+    from pipeline.tuning.results import (
+        best_hparams,
+        best_record,
+        candidate,
+        search_metrics,
+        top_configurations,
+        trial_rows,
+        write_history_csv,
+        write_json,
+        write_summary_plot,
+        write_trials_csv,
+    )
+
+    best_trial = best_record(records, params.tune.objective)
+    objective = params.tune.objective
+    names = hp_names or sorted({k for r in records for k in r.values})
+    out_dir = Path(out_dir)
+    trials_file, history_file = out_dir / paths.TRIALS_FILE.name, out_dir / paths.TUNE_HISTORY_FILE.name
+    plot_file = out_dir / paths.SUMMARY_PLOT.name
+    write_trials_csv(trials_file, trial_rows(records, objective, names), names)
+    write_history_csv(history_file, records)
+    write_summary_plot(plot_file, records, objective)
+    metrics = search_metrics(records, objective, wall_seconds)
+    write_json(out_dir / paths.TUNE_METRICS_FILE.name, metrics)
+    if best_trial is None:
+        if search_run is not None:
+            search_run.abort("FAILED", "no trial finished")
+        raise PipelineError(f"no trial finished ({metrics['failed']} failed); see {trials_file} for the errors")
+    project_dir = Path(project_dir or Path(params.tune.directory) / f"search-{digest}")
+    top = [candidate(r, objective, project_dir / f"trial_{r.trial_id}")
+           for r in top_configurations(records, objective, params.train.ensemble)]
+    best = best_hparams(best_trial, objective, top=top, tuner=params.tune.tuner,
+                        search_run_id=search_run.run_id if search_run else None,
+                        data_fingerprint=fingerprint, search_hash=digest)
+    write_json(out_dir / paths.BEST_HPARAMS_FILE.name, best)
+    if search_run is not None:
+        search_run.finish(
+            metrics={"best_objective": metrics["best_objective"], "trials": metrics["trials"],
+                     "completed": metrics["completed"], "failed": metrics["failed"],
+                     "wall_seconds": metrics["wall_seconds"]},
+            tags={"best_trial_id": best_trial.trial_id, "best_epochs": best["epochs"],
+                  **{f"best.{k}": v for k, v in best_trial.values.items()}},
+            artifacts=[trials_file, history_file, plot_file, out_dir / paths.BEST_HPARAMS_FILE.name],
+        )
+    print(f"best trial {best_trial.trial_id}: {objective} {best_trial.score:.4f} "
+          f"({metrics['completed']} finished, {metrics['failed']} failed, {metrics['wall_seconds']:.0f} s)")
+    return best
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """`kill` (SIGTERM) ends the search like Ctrl-C: the running trial's run is marked KILLED."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

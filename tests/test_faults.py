@@ -1,0 +1,158 @@
+"""Faults of the environment give one clear line: bad flags, broken files, racing or read-only stores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pipeline.tracking.store import _describe_store_error
+from tests.conftest import REPO, copy_project, run_cli
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["tune", "--workers", "0"], "--workers: got 0"),
+                                            (["tune", "--workers", "two"], "--workers: got 'two'"),
+                                            (["predict", "--top", "0", "x.png"], "--top: got 0")])
+def test_counts_below_one_are_errors_not_defaults(project: Path, args: list[str], flag: str) -> None:
+    result = run_cli(args, cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {flag}; allowed:") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_file_that_is_not_a_keras_model_is_named_as_such(project: Path) -> None:
+    (project / "notamodel.keras").write_text("hello\n")
+    (project / "folder.keras").mkdir()
+    for name in ("notamodel.keras", "folder.keras"):
+        result = run_cli(["predict", "--model", name, "img.png"], cwd=project)
+        assert result.returncode == 2
+        assert error_lines(result.stderr) == [line for line in result.stderr.splitlines() if line], result.stderr
+        assert f"error: {name}: " in result.stderr and "not a Keras model file" in result.stderr
+        assert "File not found" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_error_line_comes_last_after_tensorflow_start_up_noise(project: Path) -> None:
+    """An error found after TensorFlow loaded (its C++ logging on) is still the final line of stderr."""
+    with zipfile.ZipFile(project / "broken.keras", "w") as archive:
+        archive.writestr("config.json", '{"class_name": "Nothing"}')
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--model", "broken.keras", "img.png"],
+                            cwd=project, env={**env, "PYTHONPATH": str(project)}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.rstrip("\n").splitlines()[-1]
+    assert last.startswith("error: broken.keras: cannot load the Keras model"), result.stderr
+
+
+def test_chief_on_all_interfaces_prints_one_warning(project: Path) -> None:
+    env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed_port()}"}  # stops the run right after the warning
+    result = run_cli(["tune", "--workers", "2", "-S", "tune.chief_address=0.0.0.0"], cwd=project, env=env)
+    assert result.returncode == 2
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "0.0.0.0" in warnings[0] and "all interfaces" in warnings[0], result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: MLflow tracking server")
+    result = run_cli(["tune", "--workers", "2"], cwd=project, env=env)  # 127.0.0.1: no warning
+    assert "warning" not in result.stderr and result.returncode == 2
+
+
+RACE = """
+import sys, time
+from pathlib import Path
+from types import SimpleNamespace
+import mlflow  # noqa: F401 - imported before the barrier, so the processes reach the store together
+from pipeline.tracking.store import configure
+ready, count = Path(sys.argv[1]), int(sys.argv[2])
+(ready / sys.argv[3]).touch()
+while len(list(ready.iterdir())) < count:
+    time.sleep(0.005)
+configure(SimpleNamespace(mlflow=SimpleNamespace(tracking_uri=None, experiment="race")))
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_processes_creating_a_new_store_at_once_do_not_race(tmp_path: Path) -> None:
+    """Without the lock, MLflow's schema migration fails here ('duplicate column name: step' and kin)."""
+    db, ready, count = tmp_path / "mlflow.db", tmp_path / "ready", 3
+    ready.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(ready), str(count), str(i)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(count)]
+    outputs = []
+    for proc in procs:
+        try:
+            outputs.append(proc.communicate(timeout=240))
+        except subprocess.TimeoutExpired:
+            for other in procs:
+                other.kill()
+            raise
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0 and out.strip() == "ok", err[-2000:]
+    with sqlite3.connect(db) as connection:
+        names = [row[0] for row in connection.execute("SELECT name FROM experiments")]
+    assert names.count("race") == 1
+
+
+@pytest.fixture
+def shared_project() -> Path:
+    """A project copy that another user can read (pytest's tmp folders are private to root)."""
+    root = Path(tempfile.mkdtemp(prefix="faults-", dir="/tmp"))
+    root.chmod(0o755)
+    copy_project(root / "project")
+    try:
+        yield root / "project"
+    finally:
+        for path in [root, *root.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_read_only_store_is_one_line_naming_the_file(shared_project: Path) -> None:
+    db = shared_project / "mlflow.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE t (x)")
+    run_as: dict = {}
+    if os.geteuid() == 0:  # root writes any file: run as nobody, to whom the file is read-only
+        run_as = {"user": 65534, "group": 65534, "extra_groups": []}
+    else:
+        db.chmod(0o444)
+        shared_project.chmod(0o555)
+    env = {**os.environ, "PYTHONPATH": str(shared_project), "HOME": str(shared_project),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        result = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--model", "models:/m@champion",
+                                 "img.png"], cwd=shared_project, env=env, capture_output=True, text=True,
+                                timeout=120, **run_as)
+    finally:
+        shared_project.chmod(0o755)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"error: {db}: the MLflow database is read-only for this user; allowed: a file you can "
+                             "write (chmod u+w), or another store in MLFLOW_TRACKING_URI\n")
+
+
+def test_mlflows_read_only_failure_is_one_line_too() -> None:
+    error = Exception("(sqlite3.OperationalError) attempt to write a readonly database\n[SQL: INSERT ...]\n"
+                      "(Background on this error at: https://sqlalche.me/e/20/e3q8)")
+    line = _describe_store_error("sqlite:////data/mlflow.db", Path("/data/mlflow.db"), "cnn-tuning", error)
+    assert line.startswith("/data/mlflow.db: the MLflow database is read-only")
+    other = _describe_store_error("postgresql://u:pw@h/db", None, "x", Exception("boom\n" + "SQL " * 1000))
+    assert other == "MLflow store postgresql://u:***@h/db: cannot open experiment 'x': boom"

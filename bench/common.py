@@ -181,15 +181,19 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def digits_splits(seed: int = 42, max_samples: int | None = None) -> dict[str, tuple[Any, Any]]:
-    """The digits data exactly as the preprocess stage makes it (split, normalized), in memory."""
+def digits_data(seed: int = 42, max_samples: int | None = None) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
+    """The digits splits (normalized) and their ``meta.json`` content, exactly as the preprocess stage makes them."""
     from pipeline.config import parse_params
     from pipeline.data.sources import load_digits
     from pipeline.stages.preprocess import preprocess
 
     params = parse_params({"seed": seed, "data": {"source": "digits", "max_samples": max_samples}})
-    splits, _ = preprocess(params, load_digits())
-    return splits
+    return preprocess(params, load_digits())
+
+
+def digits_splits(seed: int = 42, max_samples: int | None = None) -> dict[str, tuple[Any, Any]]:
+    """The digits data exactly as the preprocess stage makes it (split, normalized), in memory."""
+    return digits_data(seed, max_samples)[0]
 
 
 def quiet_tensorflow() -> None:

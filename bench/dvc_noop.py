@@ -49,6 +49,8 @@ def make_project(root: Path) -> Path:
     for name in ("params.yaml", "dvc.yaml", ".gitignore", ".dvcignore"):
         if (common.REPO / name).exists():
             shutil.copy2(common.REPO / name, root / name)
+    (root / "data" / "raw").mkdir(parents=True)  # preprocess's images-folder dep, as in a clone
+    (root / "data" / "raw" / ".gitkeep").touch()
     raw = yaml.safe_load((root / "params.yaml").read_text())
     for section, values in TINY.items():
         if isinstance(raw.get(section), dict) and section != "search_space":

@@ -98,8 +98,8 @@ def child(trials: int, samples_path: Path, mode: str = "in_process") -> int:
     common.quiet_tensorflow()
     from pipeline.config import parse_params
     from pipeline.model.hypermodel import CNNHyperModel
-    from pipeline.tuning.session import tune
     from pipeline.tracking.store import configure
+    from pipeline.tuning.session import tune
 
     process = psutil.Process()
     samples: list[dict[str, Any]] = [{"trial": -1, "rss_mb": process.memory_info().rss / MB, "seconds": 0.0}]

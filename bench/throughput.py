@@ -87,6 +87,8 @@ def run_variant(variant: str, config: dict, params: Any, data: dict, epochs: int
     import keras
 
     from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
+    from pipeline.model.schedules import ScheduleCallback
+    from pipeline.model.space import declare_hyperparameters
     from pipeline.tuning.callbacks import EpochRecorder, NanGuard
     from pipeline.tuning.records import TrialRecord
     from pipeline.tuning.search import run_search
@@ -115,7 +117,9 @@ def run_variant(variant: str, config: dict, params: Any, data: dict, epochs: int
     steps = -(-len(x) // batch)
     callbacks: list[Any] = []
     if variant in ("plain+schedule", "plain+pipeline"):
-        callbacks.append(hypermodel.schedule_callback(hp, epochs, steps_per_epoch=steps))
+        # the trial's full values (fixed keys included), as fit_model hands them to the schedule
+        callbacks.append(ScheduleCallback(declare_hyperparameters(params.search_space, hp), total_epochs=epochs,
+                                          steps_per_epoch=steps))
     if variant == "plain+pipeline":
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=epochs + 1))
     if variant in ("plain+nanguard", "plain+pipeline"):
@@ -138,6 +142,8 @@ def hook_costs(config: dict, params: Any, data: dict, epochs: int, calls: int) -
     from keras.src.utils.python_utils import pythonify_logs
 
     from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
+    from pipeline.model.schedules import ScheduleCallback
+    from pipeline.model.space import declare_hyperparameters
     from pipeline.tuning.callbacks import NanGuard
 
     x = data["train"][0]
@@ -146,7 +152,8 @@ def hook_costs(config: dict, params: Any, data: dict, epochs: int, calls: int) -
     hp = hyperparameters_from_values(params.search_space, dict(config))
     model = hypermodel.build(hp)
     steps = -(-len(x) // int(config["batch_size"]))
-    schedule = hypermodel.schedule_callback(hp, epochs, steps_per_epoch=steps)
+    schedule = ScheduleCallback(declare_hyperparameters(params.search_space, hp), total_epochs=epochs,
+                                steps_per_epoch=steps)
     guard = NanGuard()
     for cb in (schedule, guard):
         cb.set_model(model)

@@ -79,8 +79,8 @@ def work_of(trials: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def one_search(tracked: bool, smoke: bool, data: tuple, repeat: int) -> tuple[float, list[dict[str, str]]]:
     from pipeline.model.hypermodel import CNNHyperModel
-    from pipeline.tuning.session import tune
     from pipeline.tracking.store import configure
+    from pipeline.tuning.session import tune
 
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:
         workdir = Path(tmp)

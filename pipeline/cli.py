@@ -50,6 +50,14 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
 
+def _validate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stamp", metavar="FILE",
+                        help="write a constant line to FILE instead of printing the parameters (the DVC stage "
+                             "`validate`: every stage depends on it, so a bad params.yaml stops `dvc repro` "
+                             "before DVC removes any output, while a good change leaves the file, and so the "
+                             "other stages, unchanged)")
+
+
 def _tune_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="run KerasTuner's distributed mode with N workers on this machine "
@@ -71,10 +79,13 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("validate", "pipeline.cli:validate", "check params.yaml and print the resolved parameters"),
+    Command("validate", "pipeline.cli:validate", "check params.yaml and print the resolved parameters",
+            _validate_args),
     Command("preprocess", "pipeline.stages.preprocess:run", "load the data source, split and normalize it"),
     Command("tune", "pipeline.stages.tune:run", "run the hyperparameter search, every trial in MLflow", _tune_args),
     Command("train", "pipeline.stages.train:run", "retrain the best hyperparameters into models/model.keras"),
+    Command("ablate", "pipeline.stages.ablate:run", "retrain the best configuration with one change at a time, "
+            "several seeds each, and test each change"),
     Command("evaluate", "pipeline.stages.evaluate:run", "evaluate the trained model on the test split"),
     Command("register", "pipeline.stages.register:run", "register the model in MLflow with alias challenger"),
     Command("report", "pipeline.stages.report:run", "turn the trials into answers to the guide's questions"),
@@ -108,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 def validate(params, args: argparse.Namespace) -> int:  # noqa: ANN001 - Params, imported lazily
     import yaml
 
+    if getattr(args, "stamp", None):
+        from pipeline.atomic import write_text_atomic
+
+        write_text_atomic(args.stamp, "params.yaml: valid\n")
+        return 0
     print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False).rstrip())
     print(f"{args.params}: OK", file=sys.stderr)
     return 0

@@ -11,7 +11,16 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError, short_repr, shorten
 from pipeline.hparams import Choice, Fixed, HParam, Range, parse_hparam
@@ -115,7 +124,7 @@ class SearchSpaceConfig(Section):
     # data augmentation (section 2.1.2: more diverse data against overfitting); active in
     # training only. Sizes are fractions of the image (translate, zoom) or degrees (rotate),
     # so the same values fit 8x8 digits and 224x224 photos.
-    augment_translate: _hp("float", ge=0.0, le=0.5) = Choice((0.0, 0.125))
+    augment_translate: _hp("float", ge=0.0, le=0.5) = Fixed(0.0)
     augment_rotate: _hp("float", ge=0.0, le=180.0) = Fixed(0.0)
     augment_zoom: _hp("float", ge=0.0, lt=1.0) = Fixed(0.0)
     augment_flip: _hp("bool") = Fixed(False)  # horizontal; not for digits or text
@@ -150,8 +159,9 @@ class TuneConfig(Section):
     chief_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     # Keras' per-batch progress bars; off by default, the stage prints a line per trial.
     keras_verbose: bool = False
-    # bohb only: configurations to try first (as Ray Tune's points_to_evaluate), each a mapping
-    # of search-space keys to values; keys left out are drawn at random.
+    # bohb only (the other tuners run as KerasTuner ships them and say they ignore it):
+    # configurations to try first (as Ray Tune's points_to_evaluate), each a mapping of
+    # search-space keys to values; keys left out, fixed, or outside the space are drawn as usual.
     initial_points: list[dict[str, Any]] = []
 
 
@@ -188,10 +198,63 @@ class ReportConfig(Section):
     top_trials: Annotated[int, Field(ge=1, le=100)] = 5
 
 
+# The ablation's default variants: both sides of each of the guide's questions, so that whatever the
+# best configuration is, changing one value answers it (a value equal to the best's own is skipped).
+DEFAULT_ABLATIONS: dict[str, tuple[Any, ...]] = {
+    "init": ("zeros", "he_normal", "glorot_uniform"),
+    "optimizer": ("sgd",),
+    "lr_schedule": ("constant", "cosine"),
+    "architecture": ("plain",),
+    "regularizer": ("none", "l2"),
+    "dropout": (0.0, 0.25),
+}
+
+
+class AblateConfig(Section):
+    """Controlled ablations of the best configuration (stage ``ablate``)."""
+
+    enabled: bool = True  # false: the stage writes an empty result and the report uses the search's evidence
+    seeds: Annotated[int, Field(ge=2, le=1000)] = 3  # runs per variant, seed-matched with the best's
+    # per run; null: train.epochs (the final training budget)
+    epochs: Annotated[int, Field(ge=1, le=10000)] | None = 6
+    # A variant is called better or worse only when the paired test says so *and* its mean effect
+    # on validation accuracy is at least this large.
+    min_effect: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
+    # search_space key -> values to try in place of the best configuration's own ([] skips the key)
+    dimensions: dict[str, tuple[Any, ...]] = DEFAULT_ABLATIONS
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _values_fit_their_keys(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping of search_space keys to lists of values, e.g. {init: [zeros]}")
+        checked = {}
+        for key, values in value.items():
+            if key not in SearchSpaceConfig.model_fields:
+                raise ValueError(f"{short_repr(key)}: not a search_space key; allowed: "
+                                 f"{', '.join(SearchSpaceConfig.model_fields)}")
+            if not isinstance(values, (list, tuple)):
+                raise ValueError(f"{key}: expected a list of values, e.g. [{short_repr(values)}]")
+            coerced = []
+            for item in values:
+                if isinstance(item, (dict, list, tuple)):
+                    raise ValueError(f"{key}: {short_repr(item)} is not a single value")
+                try:  # the key's own rule (allowed names, bounds), whatever the search's choices are
+                    coerced.append(SearchSpaceConfig.model_validate({key: item}).model_dump(mode="python")[key])
+                except ValidationError as error:
+                    raise ValueError(f"{key}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+            checked[key] = tuple(coerced)
+        return checked
+
+
 class MlflowConfig(Section):
     experiment: Annotated[str, Field(min_length=1)] = "cnn-tuning"
     # null: sqlite file mlflow.db at the repository root (MLFLOW_TRACKING_URI overrides).
     tracking_uri: str | None = None
+    # How long a tracking server may stay unreachable (retries included) before a search stops
+    # with one clear line; finished trials are kept and a rerun resumes. MLflow's own default
+    # (7 retries x 120 s) would leave a search silent for a quarter of an hour.
+    outage_seconds: Annotated[int, Field(ge=5, le=3600)] = 60
 
 
 with warnings.catch_warnings():
@@ -209,6 +272,7 @@ with warnings.catch_warnings():
         register: RegisterConfig = RegisterConfig()
         promote: PromoteConfig = PromoteConfig()
         report: ReportConfig = ReportConfig()
+        ablate: AblateConfig = AblateConfig()
         mlflow: MlflowConfig = MlflowConfig()
 
         @model_validator(mode="after")
@@ -222,17 +286,11 @@ with warnings.catch_warnings():
 
         @model_validator(mode="after")
         def _initial_points_fit_the_space(self) -> Params:
-            if self.tune.initial_points and self.tune.tuner != "bohb":
-                raise ValueError(f"tune.initial_points: used by tune.tuner bohb only, not {self.tune.tuner!r}; "
-                                 "allowed: remove it, or tuner: bohb")
             for index, point in enumerate(self.tune.initial_points):
-                for key, value in point.items():
-                    spec = getattr(self.search_space, key, None) if key in SearchSpaceConfig.model_fields else None
-                    if spec is None:
-                        raise ValueError(f"tune.initial_points[{index}].{key}: not a search_space key")
-                    if not spec.allows(value):
-                        raise ValueError(f"tune.initial_points[{index}].{key}: {value!r} is outside search_space.{key} "
-                                         f"({spec.describe()})")
+                for key in point:
+                    if key not in SearchSpaceConfig.model_fields:
+                        raise ValueError(f"tune.initial_points[{index}].{short_repr(key)}: not a search_space key; "
+                                         f"allowed: {', '.join(SearchSpaceConfig.model_fields)}")
             return self
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+VALIDATED_STAMP = Path("results/validate/params.ok")  # stage validate's output, a dep of every stage
+
 PROCESSED_DIR = Path("data/processed")
 META_FILE = PROCESSED_DIR / "meta.json"
 

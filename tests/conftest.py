@@ -44,6 +44,9 @@ def copy_project(dest: Path) -> Path:
     for name in ("params.yaml", "dvc.yaml", ".gitignore", ".dvcignore"):
         if (REPO / name).exists():
             shutil.copy2(REPO / name, dest / name)
+    # preprocess depends on the images folder, which a clone has (empty but for .gitkeep)
+    (dest / "data" / "raw").mkdir(parents=True, exist_ok=True)
+    (dest / "data" / "raw" / ".gitkeep").touch()
     return dest
 
 

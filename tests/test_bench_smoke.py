@@ -22,13 +22,15 @@ SCRIPTS = ("tracking_overhead", "search_efficiency", "throughput", "memory", "dv
 SPECIFIC_KEYS = {
     "tracking_overhead": {"median_ratio", "ratios", "seconds", "repeats", "target_ratio", "met", "identical_trials",
                           "trials"},
-    "search_efficiency": {"seeds", "budgets", "summary", "runs", "skipped", "plot"},
+    "search_efficiency": {"seeds", "methods", "budgets", "summary", "runs", "skipped", "plot", "fixed_cost",
+                          "baselines", "retrain", "reduced"},
     "throughput": {"ratio", "target", "met", "variants", "train_images", "config"},
     "memory": {"mode", "trials", "growth_mb", "peak_rss_mb", "samples", "target_growth_mb", "met", "restarts",
                "processes", "trials_per_process", "rss_timeline"},
     "dvc_noop": {"scope", "median_seconds", "seconds", "first_repro_seconds", "stages_rerun_in_noop"},
 }
 WITHOUT_OPTUNA = "search_efficiency_without_optuna"  # key in smoke_results, not a script
+SEARCH_METHODS = {"default", "bohb", "hyperband", "bayesian", "random", "optuna_tpe_hyperband"}
 # A sitecustomize (imported by every interpreter that finds it on PYTHONPATH) that makes `import optuna`
 # fail as if it were not installed: a second virtual environment just for this would take minutes.
 BLOCK_OPTUNA = '''
@@ -109,9 +111,13 @@ def test_search_efficiency_covers_every_method(smoke_results: dict[str, tuple[in
     assert code == 0, log
     payload = json.loads(path.read_text())
     methods = {row["method"] for row in payload["summary"]}
-    assert methods == {"hyperband", "random", "bayesian", "optuna_tpe_hyperband"}
+    assert methods == SEARCH_METHODS
     for row in payload["summary"]:  # optuna is an optional extra: either measured or said to be skipped
         assert row["seeds"] >= 1 or row["method"] in payload["skipped"]
+        if row["seeds"]:  # read at matched epochs and at matched wall time, at 1/3, 2/3 and all of each
+            for axis in ("at_epochs", "at_seconds"):
+                assert set(row[axis]) == {"1/3", "2/3", "full"}
+            assert row["at_epochs"]["full"]["val"]["n"] == row["seeds"]
     # the test extra installs optuna, so the real Optuna path runs; the blocked run must say it skipped it
     optuna_row = next(row for row in payload["summary"] if row["method"] == "optuna_tpe_hyperband")
     if variant == WITHOUT_OPTUNA:
@@ -119,7 +125,15 @@ def test_search_efficiency_covers_every_method(smoke_results: dict[str, tuple[in
     elif importlib.util.find_spec("optuna") is not None:
         assert optuna_row["seeds"] >= 1 and not payload["skipped"]
     assert Path(payload["plot"]).is_file()
-    assert payload["budgets"] and all(b >= 1 for b in payload["budgets"])
+    assert payload["budgets"] and all(b["epochs"] >= 1 and b["seconds"] > 0 for b in payload["budgets"])
+    assert not payload["errors"]
+    # every measured search ran in a process of its own, apart from the default's (smoke groups the peers)
+    default_pid = next(r["pid"] for r in payload["runs"] if r["method"] == "default")
+    assert all(r["pid"] != default_pid for r in payload["runs"] if r["method"] != "default")
+    assert set(payload["baselines"]) == {"LogisticRegression(max_iter=2000)", "SVC()"}
+    [retrain] = payload["retrain"]  # the default's best configurations retrained as the train stage does
+    assert retrain["seed"] == 0 and 0.0 <= retrain["final_score"] <= 1.0 and retrain["members"]
+    assert set(payload["fixed_cost"]) == SEARCH_METHODS - set(payload["skipped"])
 
 
 def test_throughput_reports_every_variant(smoke_results: dict[str, tuple[int, str, Path]]) -> None:
@@ -163,8 +177,9 @@ def test_search_efficiency_reruns_one_method_and_merges(smoke_results: dict[str,
     assert after["merged_from"]["rerun_methods"] == ["bayesian"]
     assert after["budgets"] == before["budgets"] and after["seeds"] == before["seeds"]
     assert {row["method"] for row in after["summary"]} == {row["method"] for row in before["summary"]}
-    assert {row["method"] for row in after["summary"]} == {"hyperband", "random", "bayesian", "optuna_tpe_hyperband"}
+    assert {row["method"] for row in after["summary"]} == SEARCH_METHODS
     # a method skipped in the first run (no optuna) keeps its row and its reason through the merge
     assert after["skipped"] == before["skipped"]
     kept = [r for r in after["runs"] if r["method"] != "bayesian"]
-    assert [r["curve"] for r in kept] == [r["curve"] for r in before["runs"] if r["method"] != "bayesian"]
+    assert [r["epochs"] for r in kept] == [r["epochs"] for r in before["runs"] if r["method"] != "bayesian"]
+    assert after["retrain"] == before["retrain"] and after["baselines"] == before["baselines"]

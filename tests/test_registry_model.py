@@ -160,3 +160,33 @@ def test_register_without_train_run_is_one_clear_line(project: Path, capsys: pyt
     assert main(["register"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: results/train/run.json: not found; run `python -m pipeline train` (or `dvc repro`) first")
+
+
+def test_image_source_model_is_registered_for_uint8_pixels(project: Path) -> None:
+    """0..255 sources (image folders, Keras' datasets): the signature asks for uint8, as Pillow gives them."""
+    import keras
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipeline.config import load_params
+    from pipeline.model.export import with_input_preprocessing
+    from pipeline.tracking import registry
+    from pipeline.tracking.store import configure
+
+    raw = np.random.default_rng(2).integers(0, 256, size=(10, 6, 6, 1)).astype(np.uint8)
+    stats = fit_normalization(raw.astype(np.float32), "standardize")
+    trained = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(2),
+                                keras.layers.Softmax()])
+    model = with_input_preprocessing(trained, stats, pixel_max=255.0)
+    configure(load_params(project / "params.yaml"))  # this project's store and experiment, as a stage does
+    client = MlflowClient()
+    run_id = client.create_run(client.get_experiment_by_name("cnn-tuning").experiment_id).info.run_id
+    version = registry.register_keras_model(
+        model, name="images-cnn", run_id=run_id, input_shape=(6, 6, 1), num_classes=2, content_hash="x",
+        metadata={"pixel_max": 255.0}, tags={}, input_kind="raw", input_dtype=str(model.inputs[0].dtype))
+    loaded = mlflow.pyfunc.load_model(version.uri)
+    spec = loaded.metadata.get_input_schema().inputs[0]
+    assert spec.type == np.dtype("uint8") and tuple(spec.shape) == (-1, 6, 6, 1)
+    expected = trained.predict(apply_normalization(raw.astype(np.float32), stats), verbose=0)
+    np.testing.assert_allclose(np.asarray(loaded.predict(raw)), expected, atol=1e-5)
+    assert registry.input_kind(version.uri) == "raw"

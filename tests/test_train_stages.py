@@ -61,7 +61,8 @@ def test_train_and_evaluate_outputs(project: Path) -> None:
     with open(project / "results/train/history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
-    assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1)) and 1 <= len(rows) <= 3
+    # epochs count from 0, like the MLflow steps of the same run
+    assert [int(r["epoch"]) for r in rows] == list(range(len(rows))) and 1 <= len(rows) <= 3
     assert float(rows[0]["learning_rate"]) == pytest.approx(GOOD_LR)
 
     record = json.loads((project / "results/train/run.json").read_text())
@@ -76,11 +77,19 @@ def test_train_and_evaluate_outputs(project: Path) -> None:
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
     assert "test_f1_3" in run.data.metrics and "generalization_gap" in run.data.metrics
 
-    assert metrics["test_samples"] == 45 and 0.3 < metrics["accuracy"] <= 1.0
-    assert set(metrics["f1_per_class"]) == {str(i) for i in range(10)}
-    assert metrics["generalization_gap"] == pytest.approx(metrics["train_accuracy"] - metrics["accuracy"])
-    for key in ("loss", "precision_macro", "recall_macro", "f1_macro"):
+    assert run.data.metrics["test_samples"] == 45 and 0.3 < metrics["accuracy"] <= 1.0
+    assert {f"test_f1_{i}" for i in range(10)} <= set(run.data.metrics)
+    assert metrics["generalization_gap"] == pytest.approx(run.data.metrics["train_accuracy"] - metrics["accuracy"])
+    for key in ("loss", "f1_macro"):
         assert isinstance(metrics[key], float)
+    # the untuned baselines on the same split, in metrics.json and on the run
+    assert set(metrics["baselines"]) == {"logistic_regression", "svc"}
+    best = metrics["best_baseline"]
+    assert metrics["margin_over_best_baseline"] == pytest.approx(
+        metrics["accuracy"] - metrics["baselines"][best]["test_accuracy"], abs=1e-6)
+    assert run.data.metrics[f"baseline_{best}_test_accuracy"] == pytest.approx(
+        metrics["baselines"][best]["test_accuracy"])
+    assert "margin_over_best_baseline" in run.data.metrics
     with open(project / "results/evaluate/confusion.csv", newline="") as handle:
         confusion = list(csv.DictReader(handle))
     assert len(confusion) == 45 and set(confusion[0]) == {"actual", "predicted"}
@@ -95,3 +104,44 @@ def test_train_without_best_hparams_is_one_clear_line(project: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: results/tune/best_hparams.json: not found; run `python -m pipeline tune` (or `dvc repro`) first"]
+
+
+def test_a_retrained_model_short_of_the_search_warns_tags_and_keeps_the_trial_checkpoint(project: Path) -> None:
+    """Planted: the search reported 1.0 for a trial whose own checkpoint trained 8 epochs; train gets 1."""
+    from mlflow import MlflowClient
+
+    from pipeline.config import load_params
+    from pipeline.model.final import TRIAL_CHECKPOINT_NAME
+    from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
+    from pipeline.model.training import fit_model, save_training_state
+
+    prepare(project)
+    write_best_hparams(project, GOOD_LR)
+    params = load_params(project / "params.yaml")
+    meta = json.loads((project / "data/processed/meta.json").read_text())
+    from pipeline.data.store import load_split
+
+    x, y = load_split(project / "data/processed", "train")
+    hp = hyperparameters_from_values(params.search_space, {"learning_rate": GOOD_LR})
+    trial_model = CNNHyperModel(space=params.search_space, input_shape=tuple(meta["input_shape"]),
+                                num_classes=10, seed=params.seed).build(hp)
+    fit_model(trial_model, dict(hp.values), x, y, validation_data=None, epochs=8, seed=params.seed)
+    trial_dir = project / ".tuner/search-abc/trial_0007"
+    save_training_state(trial_model, trial_dir / TRIAL_CHECKPOINT_NAME)
+    best_path = project / "results/tune/best_hparams.json"
+    best = json.loads(best_path.read_text())
+    best["score"] = 1.0
+    best["top"] = [{"trial_id": "0007", "score": 1.0, "values": {"learning_rate": GOOD_LR}, "epochs": 8,
+                    "trial_dir": str(trial_dir)}]
+    best_path.write_text(json.dumps(best))
+
+    result = run_cli(["train", "-S", "train.epochs=1", "-S", "train.ensemble=1"], cwd=project)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: trial 0007")]
+    assert len(warnings) == 1 and "kept the trial's own checkpoint" in warnings[0]
+    record = json.loads((project / "results/train/run.json").read_text())
+    member = record["members"][0]
+    assert member["source"] == "trial checkpoint" and member["shortfall"] > 0.01
+    assert member["score"] >= member["retrained_score"]
+    tags = MlflowClient().get_run(record["run_id"]).data.tags
+    assert tags["reproduced_search"] == "false" and tags["short_of_search"].startswith("0007:")

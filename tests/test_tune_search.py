@@ -25,8 +25,8 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _tune(params, model, out: Path):
-    from pipeline.tuning.session import tune
     from pipeline.tracking.store import configure
+    from pipeline.tuning.session import tune
 
     uri = configure(params)
     return tune(params, model, tiny_data(), "fp-test", tracking_uri=uri,
@@ -72,7 +72,7 @@ def test_hyperband_logs_one_child_run_per_trial(tmp_path: Path, store: str) -> N
         for key in ("score", "epochs_trained", "seconds_per_epoch", "params_count"):
             assert key in data.metrics
         steps = {m: [h.step for h in client.get_metric_history(run.info.run_id, m)]
-                 for m in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")}
+                 for m in ("loss", "accuracy", "val_loss", "val_accuracy", "lr")}
         first = int(tags["initial_epoch"])
         assert all(s == list(range(first, first + len(s))) and s for s in steps.values()), steps
         if "continued_from" in tags:

@@ -50,8 +50,11 @@ class Member:
 
 
 def validation_score(model: keras.Model, x: np.ndarray, y: np.ndarray, objective: str) -> float:
-    loss, accuracy = model.evaluate(x, y, batch_size=256, verbose=0)[:2]
-    return float(loss if objective.endswith("loss") else accuracy)
+    """Accuracy or cross-entropy of ``model``'s predictions (compiled or not, e.g. an ensemble)."""
+    proba = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
+    if objective.endswith("loss"):
+        return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))))
+    return float(np.mean(np.argmax(proba, axis=1) == y))
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -102,10 +105,9 @@ def average_ensemble(models: list[keras.Model], input_shape: tuple[int, ...]) ->
     inputs = keras.Input(shape=tuple(input_shape))
     # Members are wrapped under unique names: nested models are layers of the ensemble.
     outputs = [keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}")(inputs) for i, m in enumerate(models)]
-    ensemble = keras.Model(inputs, keras.layers.Average(name="mean_probability")(outputs),
-                           name=f"ensemble_of_{len(models)}")
-    ensemble.compile(loss=models[0].loss, metrics=["accuracy"])
-    return ensemble
+    # Not compiled: it is never trained, and a saved compile state would only carry an unused optimizer.
+    return keras.Model(inputs, keras.layers.Average(name="mean_probability")(outputs),
+                       name=f"ensemble_of_{len(models)}")
 
 
 @dataclass

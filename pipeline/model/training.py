@@ -87,7 +87,8 @@ def fit_model(model: keras.Model, values: dict[str, Any], x: np.ndarray, y: np.n
     steps = steps_per_epoch(len(x), batch_size)
     schedule = ScheduleCallback(values, total_epochs=total_epochs or epochs, steps_per_epoch=steps)
     data = epoch_batches(x, y, batch_size, seed, initial_epoch, epochs)
-    return model.fit(data, steps_per_epoch=steps, validation_data=validation_data,
+    # shuffle=False: the dataset already holds each epoch's seeded order.
+    return model.fit(data, steps_per_epoch=steps, validation_data=validation_data, shuffle=False,
                      validation_batch_size=VALIDATION_BATCH_SIZE, epochs=epochs, initial_epoch=initial_epoch,
                      callbacks=[EpochSeeds(seed), schedule, *(callbacks or [])], verbose=verbose)
 

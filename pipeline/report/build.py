@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.report import sections
+from pipeline.report import ablation, sections
 from pipeline.report.chains import BUDGET, collapse, continued
 from pipeline.report.claims import answer_all
 from pipeline.report.importance import rank
@@ -36,6 +36,8 @@ class Inputs:
     # verdicts.json files of other evidence (an ablation stage): their records replace the search's
     # records with the same question id. A missing file is skipped.
     evidence: Sequence[Path] = ()
+    # results/ablate/results.json: its effects table and figure get a section (absent: the section says so)
+    ablation: Path | None = None
 
 
 def clean(out_dir: Path) -> None:
@@ -90,6 +92,7 @@ def build_report(space: Any, min_trials: int, top_trials: int, inputs: Inputs, o
     sections.overview(doc, trials, chains, best, num_classes)
     best_trial = sections.best_trial(doc, trials, chains, dims)
     sections.answers(doc, findings, verdicts)
+    ablated = ablation.section(doc, inputs.ablation, out_dir / FIGURES, best)
     importance = rank(chains, dims, bootstraps=bootstraps, seed=seed)
     sections.importance(doc, importance, out_dir)
     top = sections.top_configurations(doc, chains, dims, top_trials)
@@ -126,6 +129,7 @@ def build_report(space: Any, min_trials: int, top_trials: int, inputs: Inputs, o
         "fixed": {d.name: fixed_value(d) for d in dims if not d.searched},
         "top_configurations": top,
         "verdicts": VERDICTS_FILE,
+        "ablation": ablated,
         "images": [p.relative_to(out_dir).as_posix() for p in doc.images],
     }
     summary = _plain(summary)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import Any
 
 from pipeline.atomic import replace_dir_atomic
 from pipeline.paths import BEST_HPARAMS_FILE, META_FILE, REPORT_DIR, TRIALS_FILE, TUNE_HISTORY_FILE
@@ -13,6 +16,8 @@ def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 
     from pipeline.report.load import load_json
     from pipeline.tracking.report_artifacts import log_report
 
+    evidence, ablation = _ablation_evidence(load_json(BEST_HPARAMS_FILE))
+
     # Built in a fresh folder that replaces results/report/ only when complete: a failure halfway
     # leaves the previous report whole instead of new pictures beside an old report.md.
     with replace_dir_atomic(REPORT_DIR) as out_dir:
@@ -20,7 +25,8 @@ def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 
             params.search_space,
             min_trials=params.report.min_trials_per_choice,
             top_trials=params.report.top_trials,
-            inputs=Inputs(TRIALS_FILE, TUNE_HISTORY_FILE, BEST_HPARAMS_FILE, META_FILE),
+            inputs=Inputs(TRIALS_FILE, TUNE_HISTORY_FILE, BEST_HPARAMS_FILE, META_FILE, evidence=evidence,
+                          ablation=ablation),
             out_dir=out_dir,
             default_objective=params.tune.objective,
             seed=params.seed,
@@ -31,3 +37,20 @@ def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 
         print(f"  {answer['question']} {answer['verdict']}")
     log_report(params, load_json(BEST_HPARAMS_FILE).get("search_run_id"), REPORT_DIR)
     return 0
+
+
+
+def _ablation_evidence(best: dict[str, Any]) -> tuple[tuple[Path, ...], Path]:
+    """The ablation's verdicts as evidence when they are the ablation of this search's best configuration."""
+    from pipeline.report.ablation import load_results, stale_reason
+    from pipeline.stages.ablate import RESULTS_FILE, VERDICTS_FILE
+
+    results = load_results(RESULTS_FILE)
+    if not results or not results.get("enabled"):
+        return (), RESULTS_FILE
+    stale = stale_reason(results, best)
+    if stale:
+        print(f"warning: {RESULTS_FILE}: {stale}; its verdicts are left out: run `python -m pipeline ablate` "
+              "(or `dvc repro`) again", file=sys.stderr)
+        return (), RESULTS_FILE
+    return (VERDICTS_FILE,), RESULTS_FILE

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
@@ -19,21 +20,30 @@ def run(params: Any, args: argparse.Namespace) -> int:
     if workers < 1:
         raise ConfigError(f"--workers {workers}: allowed: 1 or more")
     from pipeline.tuning.distributed import role_from_env
-    from pipeline.tuning.session import run_local, sigterm_as_interrupt
+    from pipeline.tuning.lock import search_lock
+    from pipeline.tuning.session import CONTINUED_RUN_ENV, run_local, sigterm_as_interrupt
 
     role = role_from_env()
-    if workers > 1 or role is not None:  # KerasTuner's distributed mode: chief + workers
+    if role == "worker":  # a worker host joins the chief's search: the chief holds the lock
         from pipeline.tuning.distributed import run_distributed
 
         with sigterm_as_interrupt():
             return run_distributed(params, workers, role)
-    # Only a real command line can be restarted; called in-process (tests, notebooks) it never is.
-    restart_argv = getattr(args, "restart_argv", None)
-    recycled = run_local(params, trials_per_process=params.tune.trials_per_process if restart_argv else 0)
-    if recycled:
-        print(f"{recycled} trials in this process: continuing in a fresh one to release the memory "
+    with search_lock(Path(params.tune.directory)):
+        if workers > 1 or role is not None:  # KerasTuner's distributed mode: chief + workers
+            from pipeline.tuning.distributed import run_distributed
+
+            with sigterm_as_interrupt():
+                return run_distributed(params, workers, role)
+        # Only a real command line can be restarted; called in-process (tests, notebooks) it never is.
+        restart_argv = getattr(args, "restart_argv", None)
+        recycled = run_local(params, trials_per_process=params.tune.trials_per_process if restart_argv else 0)
+    if recycled is not None:
+        print(f"{recycled.trials} trials in this process: continuing in a fresh one to release the memory "
               "TensorFlow keeps per model (tune.trials_per_process)", flush=True)
         sys.stderr.flush()
+        if recycled.search_run_id:
+            os.environ[CONTINUED_RUN_ENV] = recycled.search_run_id
         # The new process must continue this search, even when params say tune.resume: false.
         os.execv(sys.executable, [*restart_argv, "-S", "tune.resume=true"])
     return 0

@@ -6,6 +6,7 @@ trial can be logged from any process that knows the tracking URI and the parent 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +18,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import TrackingError
 from pipeline.tracking.context import context_tags, git_commit
+from pipeline.tracking.redact import redact
 from pipeline.tracking.retry import RetryingClient
 from pipeline.tracking.train_run import metric_key
 
@@ -29,12 +31,32 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class _OutageClient:
+    """A client whose failures (after MLflow's bounded HTTP retries) are one ``TrackingError`` line."""
+
+    def __init__(self, client: Any, tracking_uri: str) -> None:
+        self._client, self._uri = client, tracking_uri
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return call(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - MlflowException, requests and SQL errors alike
+                first = redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+                raise TrackingError(f"the tracking store {redact(self._uri)} failed: {first[:200]}; finished "
+                                    "trials are kept: rerun when it is back to resume the search") from None
+
+        return guarded
+
+
 class TrialRunLogger:
     """``pipeline.tuning.tracker.TrialTracker`` on MLflow: child runs of ``parent_run_id``."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, search_hash: str,
                  tags: dict[str, str] | None = None) -> None:
-        self.client: Any = RetryingClient(MlflowClient(tracking_uri))
+        self.client: Any = _OutageClient(RetryingClient(MlflowClient(tracking_uri)), tracking_uri)
         self.experiment_id, self.parent_run_id, self.search_hash = experiment_id, parent_run_id, search_hash
         self.tags = dict(tags or {})  # on every child run, e.g. {"worker": "tuner1"} in a distributed search
 
@@ -94,7 +116,7 @@ class SearchRun:
     def __init__(self, tracking_uri: str, experiment_id: str, run_id: str, search_hash: str, resumed: bool) -> None:
         self.tracking_uri, self.experiment_id, self.run_id = tracking_uri, experiment_id, run_id
         self.search_hash, self.resumed = search_hash, resumed
-        self.client: Any = RetryingClient(MlflowClient(tracking_uri))
+        self.client: Any = _OutageClient(RetryingClient(MlflowClient(tracking_uri)), tracking_uri)
 
     @classmethod
     def open(cls, tracking_uri: str, experiment_name: str, search_hash: str, *, tuner: str, resume: bool,
@@ -150,6 +172,11 @@ class SearchRun:
 
     def trial_logger(self, tags: dict[str, str] | None = None) -> TrialRunLogger:
         return TrialRunLogger(self.tracking_uri, self.experiment_id, self.run_id, self.search_hash, tags)
+
+    def worker_environment(self) -> dict[str, str]:
+        """What a worker process needs to log its trials under this run (``trial_logger_from_environment``)."""
+        return {_ENV_TRACKING_URI: self.tracking_uri, _ENV_EXPERIMENT: self.experiment_id,
+                _ENV_PARENT_RUN: self.run_id, _ENV_SEARCH_HASH: self.search_hash}
 
     def finish(self, metrics: dict[str, float], tags: dict[str, str], artifacts: Iterable[Path],
                status: str = "FINISHED") -> None:
@@ -210,3 +237,28 @@ def _log_dataset(client: MlflowClient, run_id: str, x: Any, y: Any, fingerprint:
 def experiment_id_of(tracking_uri: str, name: str) -> str | None:
     experiment = MlflowClient(tracking_uri).get_experiment_by_name(name)
     return experiment.experiment_id if experiment else None
+
+
+# How a distributed search hands its tracking to worker processes: MLflow's own variable for
+# the store, ours for the run the trials nest under.
+_ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+_ENV_EXPERIMENT = "PIPELINE_EXPERIMENT_ID"
+_ENV_PARENT_RUN = "PIPELINE_PARENT_RUN_ID"
+_ENV_SEARCH_HASH = "PIPELINE_TRACKED_SEARCH_HASH"
+
+
+def trial_logger_from_environment(tags: dict[str, str] | None = None) -> TrialRunLogger | None:
+    """The worker's side of ``SearchRun.worker_environment``; None when the search is not tracked."""
+    if not os.environ.get(_ENV_PARENT_RUN):
+        return None
+    return TrialRunLogger(os.environ[_ENV_TRACKING_URI], os.environ[_ENV_EXPERIMENT], os.environ[_ENV_PARENT_RUN],
+                          os.environ[_ENV_SEARCH_HASH], tags=tags)
+
+
+def end_open_run(tracking_uri: str, run_id: str, status: str, reason: str) -> None:
+    """End a run a previous process left open on purpose (a search continued in a fresh process)."""
+    client: Any = _OutageClient(RetryingClient(MlflowClient(tracking_uri)), tracking_uri)
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":
+        client.set_tag(run_id, "error", reason[:5000])
+        client.set_terminated(run_id, status=status)

@@ -192,6 +192,7 @@ def configure(params) -> str:  # noqa: ANN001 - pipeline.config.Params
     """Point mlflow at the store and experiment of ``params``; return the tracking URI."""
     uri = resolve_tracking_uri(params.mlflow.tracking_uri)
     check_reachable(uri)
+    bound_http_retries(params.mlflow.outage_seconds)
     db = sqlite_path(uri)
     if db is not None:
         check_sqlite_writable(db)
@@ -211,3 +212,16 @@ def configure(params) -> str:  # noqa: ANN001 - pipeline.config.Params
     except Exception as error:  # noqa: BLE001 - any store failure becomes one clear line
         raise TrackingError(_describe_store_error(uri, db, name, error)) from None
     return uri
+
+
+# MLflow reads these for every HTTP request; a user's own setting wins.
+_RETRY_ENV = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+_RETRIES, _BACKOFF = 3, 2  # waits of about 2 + 4 + 8 s between the attempts
+
+
+def bound_http_retries(outage_seconds: int) -> None:
+    """Make a dead tracking server fail a call within about ``outage_seconds`` (attempts and waits)."""
+    waits = sum(_BACKOFF * 2**k for k in range(_RETRIES))
+    timeout = max(2, (outage_seconds - waits) // (_RETRIES + 1))
+    for name, value in zip(_RETRY_ENV, (_RETRIES, _BACKOFF, timeout), strict=True):
+        os.environ.setdefault(name, str(value))

@@ -7,9 +7,15 @@ import time
 from typing import Any
 
 import keras
+import keras_tuner as kt
 
+from pipeline.errors import TrackingError
 from pipeline.tuning.records import EPOCH_METRICS, TrialRecord
 from pipeline.tuning.tracker import TrialTracker
+
+
+class TrackingLost(kt.errors.FatalError):
+    """The tracking store failed during a trial: stop the search (KerasTuner would fail the trial and go on)."""
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -37,7 +43,10 @@ class EpochRecorder(keras.callbacks.Callback):
             logs["learning_rate"] = _current_learning_rate(self.model)
         metrics = {k: float(logs[k]) for k in EPOCH_METRICS if logs.get(k) is not None}
         self.record.history.append({"epoch": int(epoch), **metrics})
-        self.tracker.log_epoch(self.run_id, int(epoch), metrics)
+        try:
+            self.tracker.log_epoch(self.run_id, int(epoch), metrics)
+        except TrackingError as error:
+            raise TrackingLost(str(error)) from None
 
 
 class NanGuard(keras.callbacks.TerminateOnNaN):

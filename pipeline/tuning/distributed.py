@@ -32,13 +32,12 @@ from typing import Any
 
 from pipeline import paths
 from pipeline.errors import PipelineError
+from pipeline.tuning.tracker import TrialTracker
 
 READY_LINE = "chief listening on"  # what the chief prints once its oracle serves
 
 ENV_PARAMS = "PIPELINE_TUNE_PARAMS"  # the validated params, as JSON (the overrides included)
 ENV_HASH = "PIPELINE_SEARCH_HASH"
-ENV_PARENT_RUN = "PIPELINE_PARENT_RUN_ID"
-ENV_EXPERIMENT = "PIPELINE_EXPERIMENT_ID"
 ENV_THREADS = "PIPELINE_WORKER_THREADS"
 ENV_CHIEF_TIMEOUT = "PIPELINE_CHIEF_TIMEOUT"  # seconds to wait for the chief to listen (default 180)
 MAX_RESTARTS = 3  # per worker; a worker that keeps dying stops the search
@@ -135,7 +134,7 @@ def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, finge
         shutil.rmtree(project_dir)  # the chief and the workers always reload: start over here, once
     search_run = open_search_run(params, tracking_uri, digest, fingerprint, *train)
     tracker = search_run.trial_logger()
-    base = _base_env(params, digest, tracking_uri, search_run.experiment_id, search_run.run_id, port)
+    base = _base_env(params, digest, search_run.worker_environment(), port)
     chief = Child("chief", "chief", {**base, "KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": address,
                                      "CUDA_VISIBLE_DEVICES": ""})  # the chief trains nothing
     children = _worker_children(base, [f"tuner{k}" for k in range(workers)], connect)
@@ -177,7 +176,7 @@ def _worker_host(params: Any, ids: list[str], tracking_uri: str, digest: str, co
     if search_run is None:
         raise PipelineError(f"no search run with search hash {digest} in {tracking_uri}: this host's params.yaml "
                             "or data/processed differ from the chief's, or it logs to another tracking store")
-    base = _base_env(params, digest, tracking_uri, search_run.experiment_id, search_run.run_id, port)
+    base = _base_env(params, digest, search_run.worker_environment(), port)
     children = _worker_children(base, ids, connect)
     try:
         for child in children:
@@ -191,14 +190,12 @@ def _worker_host(params: Any, ids: list[str], tracking_uri: str, digest: str, co
     return 0
 
 
-def _base_env(params: Any, digest: str, tracking_uri: str, experiment_id: str, run_id: str,
-              port: int) -> dict[str, str]:
+def _base_env(params: Any, digest: str, tracking_env: dict[str, str], port: int) -> dict[str, str]:
     package_root = str(Path(__file__).resolve().parents[2])
     return {
         **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
-        ENV_PARAMS: json.dumps(params.model_dump(mode="json")), ENV_HASH: digest,
-        "MLFLOW_TRACKING_URI": tracking_uri, ENV_EXPERIMENT: experiment_id, ENV_PARENT_RUN: run_id,
+        ENV_PARAMS: json.dumps(params.model_dump(mode="json")), ENV_HASH: digest, **tracking_env,
         "KERASTUNER_ORACLE_PORT": str(port), ENV_THREADS: "1",
     }
 
@@ -234,7 +231,7 @@ def _wait_ready(chief: Child, address: str, port: int) -> None:
 CHIEF_ENDED_GRACE = 30.0  # seconds the workers get to leave once the chief has ended the search
 
 
-def _supervise(children: list[Child], chief: Child | None, tracker: Any) -> None:
+def _supervise(children: list[Child], chief: Child | None, tracker: TrialTracker) -> None:
     """Wait for the workers; restart one that dies (its trial's run -> KILLED; the oracle hands the same
     trial to the restarted worker); fail if the chief dies or a worker keeps dying."""
     done: set[str] = set()

@@ -15,7 +15,9 @@ from typing import Any
 
 import keras
 
+from pipeline.errors import PipelineError, TrackingError
 from pipeline.objective import direction_of
+from pipeline.tuning.callbacks import TrackingLost
 from pipeline.tuning.progress import ProgressPrinter
 from pipeline.tuning.records import TrialRecord
 from pipeline.tuning.results import best_record
@@ -79,6 +81,10 @@ def run_search(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
                      verbose=1 if tune.keras_verbose else 0)
     except ProcessRecycle:
         raise  # no trial is running: nothing to close
+    except (TrackingError, TrackingLost) as error:
+        # The store is gone: KILLED (not FAILED), so KerasTuner retries the trial on resume.
+        tuner.abort_active_trial(KILLED, str(error), tell_tracker=False)
+        raise PipelineError(str(error)) from None
     except BaseException as error:
         if isinstance(error, KeyboardInterrupt):
             tuner.abort_active_trial(KILLED, "interrupted")

@@ -7,33 +7,45 @@ summary.png, metrics.json.
 
 from __future__ import annotations
 
+import os
 import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pipeline import paths
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, TrackingError
+
+# Set for the fresh process that continues a search: the parent run it must end if it cannot start.
+CONTINUED_RUN_ENV = "PIPELINE_CONTINUED_SEARCH_RUN"
 
 
-def run_local(params: Any, *, trials_per_process: int = 0) -> int:
-    """The search in this process on ``data/processed``; returns 0, or the trial count when a fresh
-    process must continue it (``trials_per_process``), the search run left open for it."""
+def run_local(params: Any, *, trials_per_process: int = 0) -> Any:
+    """The search in this process on ``data/processed``; None when it ended, or the ``ProcessRecycle``
+    asking for a fresh process to continue it (``trials_per_process``; its search run left open)."""
     from pipeline.data.store import load_meta, load_split
     from pipeline.tracking.store import configure
     from pipeline.tuning.tuners import ProcessRecycle
 
     tracking_uri = configure(params)  # fails in seconds if the tracking server is down
-    meta = load_meta(paths.PROCESSED_DIR)
-    data = (*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"))
+    continued_run = os.environ.pop(CONTINUED_RUN_ENV, None)
+    try:
+        meta = load_meta(paths.PROCESSED_DIR)
+        data = (*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"))
+    except PipelineError as error:
+        if continued_run:  # the previous process left the run open for this one
+            from pipeline.tracking.runs import end_open_run
+
+            end_open_run(tracking_uri, continued_run, "FAILED", "; ".join(error.lines))
+        raise
     try:
         with sigterm_as_interrupt():
             tune(params, hypermodel_for(params, meta), data, meta["fingerprint"], tracking_uri=tracking_uri,
                  hp_names=list(type(params.search_space).model_fields), out_dir=paths.TUNE_DIR,
                  trials_per_process=trials_per_process)
     except ProcessRecycle as recycle:
-        return recycle.trials
-    return 0
+        return recycle
+    return None
 
 
 def hypermodel_for(params: Any, meta: dict[str, Any]) -> Any:
@@ -56,13 +68,13 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
 
     from pipeline.tuning.identity import search_hash
     from pipeline.tuning.search import collect_records, ended_run_statuses, run_search
-    from pipeline.tuning.tracker import NullTracker
+    from pipeline.tuning.tracker import NullTracker, TrialTracker
     from pipeline.tuning.tuners import ProcessRecycle, make_tuner
 
     keras.utils.set_random_seed(params.seed)
     digest = search_hash(params, fingerprint)
     search_run = None
-    tracker: Any = NullTracker()
+    tracker: TrialTracker = NullTracker()
     if tracking_uri is not None:
         search_run = open_search_run(params, tracking_uri, digest, fingerprint, data[0], data[1])
         tracker = search_run.trial_logger()
@@ -75,19 +87,17 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
     keras.utils.set_random_seed(params.seed)
     try:
         result = run_search(tuner, params.tune, data)
-    except ProcessRecycle:
+    except ProcessRecycle as recycle:
+        recycle.search_run_id = search_run.run_id if search_run is not None else None
         raise  # the search goes on in a new process; its run stays open
     except KeyboardInterrupt:
-        if search_run is not None:
-            search_run.abort("KILLED", "interrupted; rerun to resume")
+        close_search_run(search_run, "KILLED", "interrupted; rerun to resume")
         raise
     except RuntimeError as error:  # KerasTuner: too many consecutive failed trials
-        if search_run is not None:
-            search_run.abort("FAILED", str(error))
+        close_search_run(search_run, "FAILED", str(error))
         raise PipelineError(f"the search stopped: {str(error).strip().splitlines()[0]}") from None
     except BaseException as error:
-        if search_run is not None:
-            search_run.abort("FAILED", f"{type(error).__name__}: {error}")
+        close_search_run(search_run, "FAILED", f"{type(error).__name__}: {error}")
         raise
 
     return write_outputs(params, result.records, result.wall_seconds, search_run, fingerprint=fingerprint,
@@ -160,6 +170,16 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
     print(f"best trial {best_trial.trial_id}: {objective} {best_trial.score:.4f} "
           f"({metrics['completed']} finished, {metrics['failed']} failed, {metrics['wall_seconds']:.0f} s)")
     return best
+
+
+def close_search_run(search_run: Any, status: str, reason: str) -> None:
+    """End the parent run after a fault; if the store itself is what failed, the rerun closes it."""
+    if search_run is None:
+        return
+    try:
+        search_run.abort(status, reason)
+    except TrackingError:
+        pass  # the fault being reported is the store's own: its message says to rerun
 
 
 @contextmanager

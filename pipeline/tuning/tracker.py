@@ -17,6 +17,10 @@ class TrialTracker(Protocol):
     def end_trial(self, run_id: str | None, status: str, metrics: dict[str, float],
                   tags: dict[str, str]) -> None: ...
 
+    def close_leftover_runs(self, ended: dict[str, str], worker: str | None = None) -> int:
+        """End runs a kill left RUNNING: ``ended`` maps run id -> final status, the rest end KILLED."""
+        ...
+
 
 class NullTracker:
     """Records nothing: the same search without tracking (``bench/tracking_overhead.py``)."""
@@ -30,3 +34,6 @@ class NullTracker:
     def end_trial(self, run_id: str | None, status: str, metrics: dict[str, float],
                   tags: dict[str, str]) -> None:
         return None
+
+    def close_leftover_runs(self, ended: dict[str, str], worker: str | None = None) -> int:
+        return 0

@@ -35,6 +35,7 @@ class ProcessRecycle(Exception):  # noqa: N818 - a request, not an error
     def __init__(self, trials: int) -> None:
         super().__init__(f"{trials} trials in this process")
         self.trials = trials
+        self.search_run_id: str | None = None  # left open for the next process
 
 
 class TrackedTunerMixin:
@@ -108,14 +109,20 @@ class TrackedTunerMixin:
             # Between trials, with the oracle's state saved: a new process resumes exactly here.
             raise ProcessRecycle(self.trials_this_process)
 
-    def abort_active_trial(self, status: str = KILLED, reason: str = "interrupted") -> None:
-        """End the running trial's run now (Ctrl-C, SIGTERM: KILLED); KerasTuner retries it on resume."""
+    def abort_active_trial(self, status: str = KILLED, reason: str = "interrupted", *,
+                           tell_tracker: bool = True) -> None:
+        """End the running trial's run now (Ctrl-C, SIGTERM: KILLED); KerasTuner retries it on resume.
+
+        ``tell_tracker`` False when the tracking store itself failed: the record says KILLED and
+        the resumed search closes the run.
+        """
         record, self._active = self._active, None
         if record is None:
             return
         record.status, record.error = status, reason[:500]
         record.save(self.get_trial_dir(record.trial_id))
-        self.tracker.end_trial(record.run_id, status, {}, {"error": record.error})
+        if tell_tracker:
+            self.tracker.end_trial(record.run_id, status, {}, {"error": record.error})
 
     # ------------------------------------------------------------------ helpers
     def _settled(self, trial: kt.engine.trial.Trial) -> kt.engine.trial.Trial:
@@ -196,10 +203,13 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
         directory=tune.directory, project_name=project_name, overwrite=not tune.resume,
         tracker=tracker, hp_names=hp_names, on_trial_done=on_trial_done,
     )
+    if tune.initial_points and tune.tuner != "bohb":
+        print(f"note: tune.initial_points is used by tune.tuner bohb only; {tune.tuner} ignores it", flush=True)
+    tuner: TrackedTunerMixin
     if tune.tuner == "bohb":
         tuner = TrackedBOHB(max_epochs=tune.max_epochs, factor=tune.factor,
                             hyperband_iterations=tune.hyperband_iterations,
-                            initial_points=[dict(p) for p in tune.initial_points], **common)
+                            initial_points=fit_initial_points(tune.initial_points, hypermodel.space), **common)
     elif tune.tuner == "hyperband":
         tuner = TrackedHyperband(max_epochs=tune.max_epochs, factor=tune.factor,
                                  hyperband_iterations=tune.hyperband_iterations, **common)
@@ -210,6 +220,20 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
                                             num_initial_points=tune.bayesian_initial_points, **common)
     tuner.default_epochs = tune.max_epochs
     return tuner
+
+
+def fit_initial_points(points: list[dict[str, Any]], space: Any) -> list[dict[str, Any]]:
+    """The initial points restricted to what ``space`` searches: a key the space fixes, or a value
+    outside its choices/range (e.g. after `-S search_space.optimizer=sgd`), is left to the search."""
+    fitted = []
+    for index, point in enumerate(points):
+        kept = {k: v for k, v in point.items() if getattr(space, k).searched and getattr(space, k).allows(v)}
+        dropped = sorted(set(point) - set(kept) - {k for k in point if not getattr(space, k).searched})
+        if dropped:
+            print(f"note: tune.initial_points[{index}]: {', '.join(dropped)} outside search_space; "
+                  "left to the search", flush=True)
+        fitted.append(kept)
+    return fitted
 
 
 def expected_trials(tune: Any) -> int:

@@ -105,19 +105,15 @@ def run_worker() -> int:
     from pipeline import paths
     from pipeline.data.store import load_split
     from pipeline.objective import direction_of
-    from pipeline.tuning.tracker import FAILED, KILLED, NullTracker
+    from pipeline.tuning.tracker import FAILED, KILLED, NullTracker, TrialTracker
     from pipeline.tuning.tuners import expected_trials
 
     params = _params()
     tune = params.tune
     worker_id = os.environ["KERASTUNER_TUNER_ID"]
-    tracker: Any = NullTracker()
-    if os.environ.get(dist.ENV_PARENT_RUN):
-        from pipeline.tracking.runs import TrialRunLogger
+    from pipeline.tracking.runs import trial_logger_from_environment
 
-        tracker = TrialRunLogger(os.environ["MLFLOW_TRACKING_URI"], os.environ[dist.ENV_EXPERIMENT],
-                                 os.environ[dist.ENV_PARENT_RUN], os.environ[dist.ENV_HASH],
-                                 tags={"worker": worker_id})
+    tracker: TrialTracker = trial_logger_from_environment(tags={"worker": worker_id}) or NullTracker()
     x, y = load_split(paths.PROCESSED_DIR, "train")
     x_val, y_val = load_split(paths.PROCESSED_DIR, "validation")
     tuner = _tuner(params, _hypermodel(params), tracker=tracker)

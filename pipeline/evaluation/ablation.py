@@ -1,0 +1,202 @@
+"""Controlled ablations: the best configuration with one dimension changed at a time, over matched seeds.
+
+A search compares configurations that differ in many dimensions at once and were trained for
+different budgets, so it can show associations, not effects. Here every run trains from
+scratch for the same number of epochs through the one training loop (``fit_model``), and the
+best configuration and each variant run with the same seeds: seed ``s`` fixes the data order,
+the dropout and augmentation draws and every layer's initial weights. The difference at a seed
+is then due to the one changed value (and to what it does to training), which is what the
+guide's causal questions ask.
+
+The decision metric is validation accuracy. The test split stays out of every decision, so
+the evaluate stage's test accuracy remains an unbiased estimate; it is recorded here for
+information only. Gap = training accuracy (inference mode, evaluated after training) minus
+validation accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import keras
+import numpy as np
+
+from pipeline.hparams import Fixed
+from pipeline.model.final import validation_score
+from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
+from pipeline.model.training import fit_model
+
+METRIC = "val_accuracy"
+SCORE_COLUMNS = ("val_accuracy", "test_accuracy", "gap")
+BEST_NAME = "best"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The best configuration (``dimension`` None) or it with ``dimension`` set to ``value``."""
+
+    dimension: str | None
+    value: Any
+    values: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return BEST_NAME if self.dimension is None else f"{self.dimension}={self.value}"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as configuration values: 0 and 0.0 are the same dropout, True and 1 are not the same flag."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def plan_variants(best_values: Mapping[str, Any], dimensions: Mapping[str, Sequence[Any]],
+                  ) -> tuple[list[Variant], list[dict[str, Any]]]:
+    """The best configuration first, then one variant per (dimension, other value); and what was skipped.
+
+    A listed value equal to the best configuration's own is skipped (it is the baseline), so the
+    defaults can name both sides of a question (he_normal and glorot_uniform) whatever the winner.
+    """
+    variants = [Variant(None, None, dict(best_values))]
+    skipped = []
+    for dimension, alternatives in dimensions.items():
+        own = best_values.get(dimension)
+        for value in dict.fromkeys(alternatives):
+            if _same(value, own):
+                skipped.append({"dimension": dimension, "value": value, "reason": "the best configuration's own value"})
+            else:
+                variants.append(Variant(dimension, value, {**best_values, dimension: value}))
+    return variants, skipped
+
+
+class AblationTracker(Protocol):
+    """What the ablation reports to a run store (``pipeline.tracking.ablation_run.AblationRun``)."""
+
+    def start_run(self, variant: Variant, seed: int) -> str | None: ...
+
+    def log_epoch(self, run_id: str | None, epoch: int, logs: Mapping[str, float]) -> None: ...
+
+    def end_run(self, run_id: str | None, metrics: Mapping[str, float], status: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Splits:
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+Builder = Callable[[Variant, int], keras.Model]
+
+
+def model_builder(space: Any, input_shape: Sequence[int], num_classes: int, epochs: int) -> Builder:
+    """``build(variant, seed)``: a compiled model, built as the search builds its trials.
+
+    The variant's dimension is fixed to its value in a copy of the space, so a value outside the
+    search's choices (``sgd`` when only adaptive optimizers were searched) builds the same way.
+    """
+
+    def build(variant: Variant, seed: int) -> keras.Model:
+        if variant.dimension is None:
+            run_space = space
+        else:
+            run_space = space.model_copy(update={variant.dimension: Fixed(variant.value)})
+        hypermodel = CNNHyperModel(space=run_space, input_shape=tuple(input_shape), num_classes=num_classes,
+                                   seed=seed, total_epochs=epochs)
+        return hypermodel.build(hyperparameters_from_values(run_space, variant.values))
+
+    return build
+
+
+class _EpochLog(keras.callbacks.Callback):
+    def __init__(self, tracker: AblationTracker | None, run_id: str | None) -> None:
+        super().__init__()
+        self.tracker, self.run_id = tracker, run_id
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.tracker is not None:
+            self.tracker.log_epoch(self.run_id, epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+
+def reset_to(model: keras.Model, fresh: keras.Model) -> keras.Model:
+    """``model`` (already trained, its train step traced) put back into the state of ``fresh`` (just built).
+
+    Tracing the train and test steps costs more than a few epochs of training a small network;
+    the runs of one variant share one model and so one trace. Weights (batch-norm statistics
+    included) and optimizer variables (iteration count, moments) are copied from ``fresh``, built
+    with the run's seed; the dropout and augmentation state is set per epoch by ``fit_model``.
+    So a reused model trains exactly as ``fresh`` would (tests/test_ablate.py checks it).
+    """
+    if model is fresh:
+        return model
+    model.set_weights(fresh.get_weights())
+    if model.optimizer.built:
+        fresh.optimizer.build(fresh.trainable_variables)
+        for target, source in zip(model.optimizer.variables, fresh.optimizer.variables, strict=True):
+            target.assign(source)
+    return model
+
+
+def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epochs: int,
+            tracker: AblationTracker | None = None) -> dict[str, Any]:
+    """Train ``model`` (``variant`` as built with ``seed``) for ``epochs``; its record for results.json."""
+    started = time.monotonic()
+    run_id = tracker.start_run(variant, seed) if tracker is not None else None
+    status, scores = "FAILED", {}
+    try:
+        fit_model(model, variant.values, data.x, data.y, validation_data=(data.x_val, data.y_val), epochs=epochs,
+                  seed=seed, callbacks=[_EpochLog(tracker, run_id)])
+        val_loss, val_accuracy = model.evaluate(data.x_val, data.y_val, batch_size=256, verbose=0)[:2]
+        scores = {"val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
+                  "test_accuracy": validation_score(model, data.x_test, data.y_test, "val_accuracy"),
+                  # evaluated, not the last epoch's running mean: no dropout or augmentation in it
+                  "train_accuracy": validation_score(model, data.x, data.y, "val_accuracy")}
+        scores["gap"] = scores["train_accuracy"] - scores["val_accuracy"]
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if tracker is not None:
+            tracker.end_run(run_id, scores if status == "FINISHED" else {}, status)
+    return {"variant": variant.name, "dimension": variant.dimension, "value": variant.value, "seed": seed,
+            "status": status, "run_id": run_id, "seconds": round(time.monotonic() - started, 2), **scores}
+
+
+def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Builder, data: Splits, epochs: int,
+                 tracker: AblationTracker | None = None,
+                 on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Every variant at every seed: the seeds of one variant in one model (``reset_to``), then the next."""
+    runs = []
+    for variant in variants:
+        model = None
+        for seed in seeds:
+            # Python, NumPy and TensorFlow state as the train stage sets it: a run depends on its seed
+            # alone, not on the runs before it in this process.
+            keras.utils.set_random_seed(seed)
+            fresh = build(variant, seed)
+            model = fresh if model is None else reset_to(model, fresh)
+            record = run_one(variant, seed, model, data, epochs, tracker)
+            runs.append(record)
+            if on_run is not None:
+                on_run(record)
+        # TensorFlow keeps the graphs of every model built; a variant's are not needed after it
+        del model
+        keras.backend.clear_session()
+    return runs
+
+
+def ablation_seeds(seed: int, count: int) -> list[int]:
+    """``count`` consecutive seeds from the project's ``seed`` (another ``seed``, another set of runs)."""
+    return [(seed + i) % 2**31 for i in range(count)]
+
+
+__all__ = ["BEST_NAME", "METRIC", "SCORE_COLUMNS", "AblationTracker", "Splits", "Variant", "ablation_seeds",
+           "model_builder", "plan_variants", "run_ablation", "run_one"]

@@ -1,0 +1,131 @@
+"""Stage ``ablate``: the best configuration against itself with one dimension changed, over matched seeds.
+
+Reads ``results/tune/best_hparams.json`` and ``data/processed``; trains the best configuration
+and every variant of ``ablate.dimensions`` for ``ablate.epochs`` with ``ablate.seeds`` seeds
+(``pipeline.evaluation.ablation``), each run a nested MLflow run under ``ablation-<time>``;
+writes ``results/ablate/``: results.json (every run, every effect with its interval),
+verdicts.json (the report's evidence, ``evidence: "ablation"``) and effects.png.
+``ablate.enabled: false`` writes the same files empty, and the report keeps the search's answers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import paths
+from pipeline.errors import PipelineError
+from pipeline.handoff import read_handoff
+
+# Named in dvc.yaml (stage ablate's outs, stage report's deps); the report stage reads them from here.
+ABLATE_DIR = Path("results/ablate")
+RESULTS_FILE = ABLATE_DIR / "results.json"
+VERDICTS_FILE = ABLATE_DIR / "verdicts.json"
+FIGURE_FILE = ABLATE_DIR / "effects.png"
+
+
+def _write(out_dir: Path, results: dict[str, Any], verdicts: list[Any]) -> None:
+    from pipeline.report.verdicts import write_verdicts
+
+    (out_dir / RESULTS_FILE.name).write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    write_verdicts(out_dir / VERDICTS_FILE.name, verdicts)
+
+
+def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / argparse.Namespace
+    from pipeline.atomic import replace_dir_atomic
+
+    config = params.ablate
+    if not config.enabled:
+        with replace_dir_atomic(ABLATE_DIR) as out_dir:
+            _write(out_dir, {"enabled": False, "note": "ablate.enabled is false: the report uses the search's "
+                             "evidence"}, [])
+        print(f"ablate: skipped (ablate.enabled: false); wrote an empty {VERDICTS_FILE}")
+        return 0
+    best = read_handoff(paths.BEST_HPARAMS_FILE, producer="tune", required="values")
+    if not isinstance(best["values"], dict):
+        raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: 'values' is not a mapping of hyperparameters; "
+                            "rerun `python -m pipeline tune`")
+    missing = [key for key in config.dimensions if key not in best["values"]]
+    if missing:
+        raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: no value for ablate.dimensions key(s) {', '.join(missing)}; "
+                            "rerun `python -m pipeline tune`")
+    epochs = config.epochs or params.train.epochs
+
+    from pipeline.data.store import load_meta, load_split
+    from pipeline.evaluation.ablation import (
+        METRIC,
+        SCORE_COLUMNS,
+        Splits,
+        ablation_seeds,
+        model_builder,
+        plan_variants,
+        run_ablation,
+    )
+    from pipeline.evaluation.ablation_plot import effects_figure
+    from pipeline.evaluation.ablation_stats import ablation_verdicts, describe, effects
+    from pipeline.tracking.ablation_run import AblationRun
+    from pipeline.tracking.store import configure
+
+    meta = load_meta(paths.PROCESSED_DIR)
+    data = Splits(*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"),
+                  *load_split(paths.PROCESSED_DIR, "test"))
+    variants, skipped = plan_variants(best["values"], config.dimensions)
+    seeds = ablation_seeds(params.seed, config.seeds)
+    build = model_builder(params.search_space, meta["input_shape"], meta["num_classes"], epochs)
+    total = len(variants) * len(seeds)
+    print(f"ablate: {len(variants) - 1} variant(s) of the best configuration (trial {best.get('trial_id')}) and "
+          f"itself, {len(seeds)} seeds, {epochs} epochs: {total} runs", flush=True)
+    for item in skipped:
+        print(f"  skipped {item['dimension']}={item['value']}: {item['reason']}")
+
+    tracking_uri = configure(params)
+    settings = {"seeds": ",".join(map(str, seeds)), "epochs": epochs, "min_effect": config.min_effect,
+                "metric": METRIC, "dimensions": json.dumps({k: list(v) for k, v in config.dimensions.items()}),
+                "variants": len(variants) - 1}
+    tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"), "stage": "ablate",
+            "data_fingerprint": meta.get("fingerprint")}
+    started = time.monotonic()
+    with AblationRun(tracking_uri, params.mlflow.experiment, settings, tags) as mlflow_run:
+        mlflow_run.child_tags = {"data_fingerprint": str(meta.get("fingerprint"))}
+        done = []
+
+        def on_run(record: dict[str, Any]) -> None:
+            done.append(record)
+            print(f"  run {len(done)}/{total} {record['variant']} seed {record['seed']}: {METRIC} "
+                  f"{record['val_accuracy']:.4f}, gap {record['gap']:+.4f} ({record['seconds']:.1f} s)", flush=True)
+
+        runs = run_ablation(variants, seeds, build, data, epochs, tracker=mlflow_run, on_run=on_run)
+        found = effects(runs, seeds, (METRIC, *[c for c in SCORE_COLUMNS if c != METRIC]), config.min_effect)
+        verdicts = ablation_verdicts(runs, best["values"], seeds, meta["num_classes"], config.min_effect, METRIC)
+        results = {
+            "enabled": True, "metric": METRIC, "seeds": seeds, "epochs": epochs, "min_effect": config.min_effect,
+            "num_classes": meta["num_classes"], "trial_id": best.get("trial_id"),
+            "search_run_id": best.get("search_run_id"), "best_values": best["values"],
+            "dimensions": {k: list(v) for k, v in config.dimensions.items()}, "skipped": skipped,
+            "effects": found, "runs": runs, "seconds": round(time.monotonic() - started, 1),
+            "mlflow": {"tracking_uri": tracking_uri, "experiment_id": mlflow_run.experiment_id,
+                       "run_id": mlflow_run.run_id, "run_name": mlflow_run.run_name},
+        }
+        with replace_dir_atomic(ABLATE_DIR) as out_dir:
+            _write(out_dir, results, verdicts)
+            effects_figure(found, METRIC, "best configuration", out_dir / FIGURE_FILE.name, config.min_effect,
+                           title=f"Ablation of trial {best.get('trial_id')}: {len(seeds)} seeds x {epochs} epochs")
+        summary = {}
+        for effect in found:
+            key = f"{effect['dimension']}_{effect['value']}"
+            summary |= {f"effect_{key}": effect[METRIC]["mean"], f"ci_low_{key}": effect[METRIC]["ci_low"],
+                        f"ci_high_{key}": effect[METRIC]["ci_high"], f"p_{key}": effect[METRIC]["p_value"]}
+        summary["seconds"] = results["seconds"]
+        mlflow_run.finish(summary, {"verdicts": "; ".join(f"{v.question}: {v.label}" for v in verdicts)},
+                          [RESULTS_FILE, VERDICTS_FILE, FIGURE_FILE])
+    for effect in found:
+        print(f"  {effect['dimension']}={effect['value']}: {describe(effect[METRIC], METRIC)}"
+              + (" (clear)" if effect["clear"] else ""))
+    for verdict in verdicts:
+        print(f"  {verdict.question}: {verdict.statement}")
+    print(f"ablate: {total} runs in {results['seconds']:.0f} s -> {ABLATE_DIR}/; MLflow run {mlflow_run.run_name} "
+          f"({mlflow_run.run_id})")
+    return 0
+

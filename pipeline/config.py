@@ -208,6 +208,22 @@ DEFAULT_ABLATIONS: dict[str, tuple[Any, ...]] = {
     "regularizer": ("none", "l2"),
     "dropout": (0.0, 0.25),
 }
+# The guide's claim "a schedule or an adaptive optimizer beats plain SGD at a constant rate" is about
+# two keys at once: a named baseline changes both (the other values stay the best configuration's).
+DEFAULT_BASELINES: dict[str, dict[str, Any]] = {"plain_sgd": {"optimizer": "sgd", "lr_schedule": "constant"}}
+
+
+def _search_space_value(key: Any, item: Any) -> Any:
+    """``item`` checked (and typed) by search_space ``key``'s own rule, whatever the search's choices are."""
+    if key not in SearchSpaceConfig.model_fields:
+        raise ValueError(f"{short_repr(key)}: not a search_space key; allowed: "
+                         f"{', '.join(SearchSpaceConfig.model_fields)}")
+    if isinstance(item, (dict, list, tuple)):
+        raise ValueError(f"{key}: {short_repr(item)} is not a single value")
+    try:
+        return SearchSpaceConfig.model_validate({key: item}).model_dump(mode="python")[key]
+    except ValidationError as error:
+        raise ValueError(f"{key}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 class AblateConfig(Section):
@@ -216,12 +232,14 @@ class AblateConfig(Section):
     enabled: bool = True  # false: the stage writes an empty result and the report uses the search's evidence
     seeds: Annotated[int, Field(ge=2, le=1000)] = 3  # runs per variant, seed-matched with the best's
     # per run; null: train.epochs (the final training budget)
-    epochs: Annotated[int, Field(ge=1, le=10000)] | None = 6
+    epochs: Annotated[int, Field(ge=1, le=10000)] | None = 8
     # A variant is called better or worse only when the paired test says so *and* its mean effect
     # on validation accuracy is at least this large.
     min_effect: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
     # search_space key -> values to try in place of the best configuration's own ([] skips the key)
     dimensions: dict[str, tuple[Any, ...]] = DEFAULT_ABLATIONS
+    # name -> {search_space key: value, ...}: variants that change several keys together ({} for none)
+    baselines: dict[str, dict[str, Any]] = DEFAULT_BASELINES
 
     @field_validator("dimensions", mode="before")
     @classmethod
@@ -230,20 +248,22 @@ class AblateConfig(Section):
             raise ValueError("expected a mapping of search_space keys to lists of values, e.g. {init: [zeros]}")
         checked = {}
         for key, values in value.items():
-            if key not in SearchSpaceConfig.model_fields:
-                raise ValueError(f"{short_repr(key)}: not a search_space key; allowed: "
-                                 f"{', '.join(SearchSpaceConfig.model_fields)}")
             if not isinstance(values, (list, tuple)):
                 raise ValueError(f"{key}: expected a list of values, e.g. [{short_repr(values)}]")
-            coerced = []
-            for item in values:
-                if isinstance(item, (dict, list, tuple)):
-                    raise ValueError(f"{key}: {short_repr(item)} is not a single value")
-                try:  # the key's own rule (allowed names, bounds), whatever the search's choices are
-                    coerced.append(SearchSpaceConfig.model_validate({key: item}).model_dump(mode="python")[key])
-                except ValidationError as error:
-                    raise ValueError(f"{key}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
-            checked[key] = tuple(coerced)
+            checked[key] = tuple(_search_space_value(key, item) for item in values)
+        return checked
+
+    @field_validator("baselines", mode="before")
+    @classmethod
+    def _baselines_fit_the_space(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping of names to {search_space key: value}, e.g. "
+                             "{plain_sgd: {optimizer: sgd, lr_schedule: constant}}")
+        checked = {}
+        for name, changes in value.items():
+            if not isinstance(changes, dict) or not changes:
+                raise ValueError(f"{short_repr(name)}: expected a non-empty mapping of search_space keys to values")
+            checked[str(name)] = {key: _search_space_value(key, item) for key, item in changes.items()}
         return checked
 
 

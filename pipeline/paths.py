@@ -25,6 +25,11 @@ TRAIN_DIR = Path("results/train")
 HISTORY_FILE = TRAIN_DIR / "history.csv"
 TRAIN_RUN_FILE = TRAIN_DIR / "run.json"
 
+ABLATE_DIR = Path("results/ablate")
+ABLATE_RESULTS_FILE = ABLATE_DIR / "results.json"
+ABLATE_VERDICTS_FILE = ABLATE_DIR / "verdicts.json"
+ABLATE_FIGURE = ABLATE_DIR / "effects.png"
+
 EVALUATE_DIR = Path("results/evaluate")
 EVALUATE_METRICS_FILE = EVALUATE_DIR / "metrics.json"
 CONFUSION_CSV = EVALUATE_DIR / "confusion.csv"

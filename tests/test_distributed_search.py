@@ -76,6 +76,18 @@ def test_chief_and_two_workers_complete_a_hyperband(project: Path) -> None:
 
 
 @pytest.mark.slow
+def test_bohb_with_two_workers_proposes_from_its_model(project: Path) -> None:
+    """Three Hyperband iterations give the chief's oracle enough 1-epoch trials to model."""
+    _prepare(project)
+    write_params(project, tune={**TUNE, "tuner": "bohb", "hyperband_iterations": 3, "initial_points": []})
+    result = run_cli(["tune", "--workers", "2"], cwd=project, timeout=420)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _check_accounting(project)
+    state = json.loads(next((project / ".tuner").glob("search-*/oracle.json")).read_text())
+    assert state["model_proposals"] >= 1 and len(_oracle_trials(project)) == 18
+
+
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_its_trial_retried(project: Path) -> None:
     from mlflow import MlflowClient
 

@@ -21,7 +21,7 @@ TINY_SPACE = {
     "architecture": "plain", "blocks": 1, "filters": 8, "kernel_size": 3, "head": "flatten", "dense_units": 0,
     "init": "he_normal", "regularizer": "none", "dropout": 0.0, "batch_norm": False, "optimizer": "adam",
     "learning_rate": {"choices": [1.0e-5, 0.01]}, "lr_schedule": "constant", "batch_size": 32,
-    "weight_decay": 1.0e-4, "reg_strength": 1.0e-4,
+    "weight_decay": 1.0e-4, "reg_strength": 1.0e-4, "augment_translate": 0.0,
 }
 GOOD_LR, WEAK_LR = 0.01, 1.0e-5
 

@@ -14,7 +14,7 @@ TINY_SPACE = {
     "regularizer": "none", "reg_strength": 1.0e-4, "dropout": 0.0, "batch_norm": False,
     "weight_decay": 1.0e-4, "optimizer": {"choices": ["adam", "rmsprop"]}, "momentum": 0.9,
     "learning_rate": {"min": 1.0e-3, "max": 1.0e-2, "sampling": "log"}, "lr_schedule": "constant",
-    "label_smoothing": 0.0, "batch_size": 64,
+    "label_smoothing": 0.0, "batch_size": 64, "augment_translate": 0.0,
 }
 
 
@@ -32,7 +32,7 @@ def tiny_data(n: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def tiny_params(tmp_path: Path, **tune: Any) -> Any:
     from pipeline.config import parse_params
 
-    settings = {"max_epochs": 3, "factor": 3, "early_stopping_patience": 3,
+    settings = {"tuner": "hyperband", "max_epochs": 3, "factor": 3, "early_stopping_patience": 3,
                 "max_consecutive_failed_trials": 10, "directory": str(tmp_path / ".tuner"), **tune}
     return parse_params({"seed": 1, "search_space": TINY_SPACE, "tune": settings,
                          "mlflow": {"experiment": "tune-test"}})

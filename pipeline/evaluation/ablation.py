@@ -16,6 +16,7 @@ validation accuracy.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,13 +35,18 @@ SCORE_COLUMNS = ("val_accuracy", "test_accuracy", "gap")
 BEST_NAME = "best"
 
 
+BASELINE = "baseline"
+
+
 @dataclass(frozen=True)
 class Variant:
-    """The best configuration (``dimension`` None) or it with ``dimension`` set to ``value``."""
+    """The best configuration (``dimension`` None), it with ``dimension`` set to ``value``, or a named
+    baseline (``dimension`` "baseline", ``value`` its name) that changes several keys at once."""
 
     dimension: str | None
     value: Any
     values: dict[str, Any]
+    changes: dict[str, Any]
 
     @property
     def name(self) -> str:
@@ -55,13 +61,16 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def plan_variants(best_values: Mapping[str, Any], dimensions: Mapping[str, Sequence[Any]],
+                  baselines: Mapping[str, Mapping[str, Any]] | None = None,
                   ) -> tuple[list[Variant], list[dict[str, Any]]]:
-    """The best configuration first, then one variant per (dimension, other value); and what was skipped.
+    """The best configuration first, one variant per (dimension, other value), then the baselines; and what
+    was skipped.
 
-    A listed value equal to the best configuration's own is skipped (it is the baseline), so the
-    defaults can name both sides of a question (he_normal and glorot_uniform) whatever the winner.
+    A listed value equal to the best configuration's own is skipped (it is the reference), so the
+    defaults can name both sides of a question (he_normal and glorot_uniform) whatever the winner;
+    so is a baseline that the best configuration already is.
     """
-    variants = [Variant(None, None, dict(best_values))]
+    variants = [Variant(None, None, dict(best_values), {})]
     skipped = []
     for dimension, alternatives in dimensions.items():
         own = best_values.get(dimension)
@@ -69,7 +78,12 @@ def plan_variants(best_values: Mapping[str, Any], dimensions: Mapping[str, Seque
             if _same(value, own):
                 skipped.append({"dimension": dimension, "value": value, "reason": "the best configuration's own value"})
             else:
-                variants.append(Variant(dimension, value, {**best_values, dimension: value}))
+                variants.append(Variant(dimension, value, {**best_values, dimension: value}, {dimension: value}))
+    for name, changes in (baselines or {}).items():
+        if all(_same(value, best_values.get(key)) for key, value in changes.items()):
+            skipped.append({"dimension": BASELINE, "value": name, "reason": "the best configuration is this baseline"})
+        else:
+            variants.append(Variant(BASELINE, name, {**best_values, **changes}, dict(changes)))
     return variants, skipped
 
 
@@ -99,15 +113,12 @@ Builder = Callable[[Variant, int], keras.Model]
 def model_builder(space: Any, input_shape: Sequence[int], num_classes: int, epochs: int) -> Builder:
     """``build(variant, seed)``: a compiled model, built as the search builds its trials.
 
-    The variant's dimension is fixed to its value in a copy of the space, so a value outside the
+    The variant's changed keys are fixed to their values in a copy of the space, so a value outside the
     search's choices (``sgd`` when only adaptive optimizers were searched) builds the same way.
     """
 
     def build(variant: Variant, seed: int) -> keras.Model:
-        if variant.dimension is None:
-            run_space = space
-        else:
-            run_space = space.model_copy(update={variant.dimension: Fixed(variant.value)})
+        run_space = space.model_copy(update={key: Fixed(value) for key, value in variant.changes.items()})
         hypermodel = CNNHyperModel(space=run_space, input_shape=tuple(input_shape), num_classes=num_classes,
                                    seed=seed, total_epochs=epochs)
         return hypermodel.build(hyperparameters_from_values(run_space, variant.values))
@@ -151,8 +162,10 @@ def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epoch
     run_id = tracker.start_run(variant, seed) if tracker is not None else None
     status, scores = "FAILED", {}
     try:
-        fit_model(model, variant.values, data.x, data.y, validation_data=(data.x_val, data.y_val), epochs=epochs,
-                  seed=seed, callbacks=[_EpochLog(tracker, run_id)])
+        # No validation pass per epoch: it costs a quarter of an epoch here, and only the final
+        # weights are compared (as the train stage keeps them).
+        fit_model(model, variant.values, data.x, data.y, validation_data=None, epochs=epochs, seed=seed,
+                  callbacks=[_EpochLog(tracker, run_id)])
         val_loss, val_accuracy = model.evaluate(data.x_val, data.y_val, batch_size=256, verbose=0)[:2]
         scores = {"val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
                   "test_accuracy": validation_score(model, data.x_test, data.y_test, "val_accuracy"),
@@ -173,9 +186,24 @@ def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epoch
 def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Builder, data: Splits, epochs: int,
                  tracker: AblationTracker | None = None,
                  on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Every variant at every seed: the seeds of one variant in one model (``reset_to``), then the next."""
-    runs = []
+    """Every variant at every seed: the seeds of one variant in one model (``reset_to``), then the next.
+
+    A variant whose configuration equals an earlier one's (a baseline that changes only what one
+    dimension changed already) is not trained again: its records are the earlier ones', marked
+    ``same_as``.
+    """
+    runs: list[dict[str, Any]] = []
+    trained: dict[str, list[dict[str, Any]]] = {}
     for variant in variants:
+        key = json.dumps(variant.values, sort_keys=True, default=str)
+        if key in trained:
+            for record in trained[key]:
+                runs.append({**record, "variant": variant.name, "dimension": variant.dimension,
+                             "value": variant.value, "same_as": record["variant"], "seconds": 0.0})
+                if on_run is not None:
+                    on_run(runs[-1])
+            continue
+        trained[key] = []
         model = None
         for seed in seeds:
             # Python, NumPy and TensorFlow state as the train stage sets it: a run depends on its seed
@@ -185,6 +213,7 @@ def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Build
             model = fresh if model is None else reset_to(model, fresh)
             record = run_one(variant, seed, model, data, epochs, tracker)
             runs.append(record)
+            trained[key].append(record)
             if on_run is not None:
                 on_run(record)
         # TensorFlow keeps the graphs of every model built; a variant's are not needed after it
@@ -198,5 +227,5 @@ def ablation_seeds(seed: int, count: int) -> list[int]:
     return [(seed + i) % 2**31 for i in range(count)]
 
 
-__all__ = ["BEST_NAME", "METRIC", "SCORE_COLUMNS", "AblationTracker", "Splits", "Variant", "ablation_seeds",
+__all__ = ["BASELINE", "BEST_NAME", "METRIC", "SCORE_COLUMNS", "AblationTracker", "Splits", "Variant", "ablation_seeds",
            "model_builder", "plan_variants", "run_ablation", "run_one"]

@@ -186,6 +186,8 @@ def label(value: Any) -> str:
     return str(value)
 
 
+BASELINE = "baseline"  # the dimension of the named baselines (pipeline.evaluation.ablation.BASELINE)
+BEST_LABEL = "best configuration"
 Key = tuple[str | None, str | None]  # (dimension, value label); (None, None) is the best configuration
 BEST: Key = (None, None)
 
@@ -237,12 +239,14 @@ def _numeric(text: str) -> float | None:
 
 
 def ablation_verdicts(runs: Sequence[Mapping[str, Any]], best_values: Mapping[str, Any], seeds: Sequence[int],
-                      num_classes: int, min_effect: float, metric: str = "val_accuracy") -> list[Verdict]:
+                      num_classes: int, min_effect: float, metric: str = "val_accuracy",
+                      baselines: Mapping[str, Mapping[str, Any]] | None = None) -> list[Verdict]:
     """The guide's questions that the ablated dimensions answer, as ``evidence: "ablation"`` verdicts.
 
     Per dimension, the best configuration's value and the variants' values are compared on
     ``metric``; the initializer also answers zero_init and he_vs_glorot, the schedule "a schedule vs
-    constant", and regularizer/dropout the train-validation gap (lower is better there).
+    constant", and regularizer/dropout the train-validation gap (lower is better there). Each
+    baseline (dimension ``baseline``) is compared with the best configuration as ``baseline.<name>``.
     """
     table = scores_by_variant(runs, metric, seeds)
     gaps = scores_by_variant(runs, "gap", seeds)
@@ -251,6 +255,14 @@ def ablation_verdicts(runs: Sequence[Mapping[str, Any]], best_values: Mapping[st
     dimensions = list(dict.fromkeys(key[0] for key in table if key != BEST))
     verdicts: list[Verdict] = []
     for dim in dimensions:
+        if dim == BASELINE:
+            for (d, name), scores in table.items():
+                changes = ", ".join(f"{k} {label(v)}" for k, v in (baselines or {}).get(name, {}).items())
+                found = choice_verdict(f"baseline.{name}", {BEST_LABEL: table[BEST], name: scores}, min_effect,
+                                       metric=metric, note=f"{name}: {changes or '?'}, the rest as the best "
+                                                           "configuration") if d == BASELINE else None
+                verdicts += [found] if found else []
+            continue
         own = label(best_values.get(dim))
         groups = {own: table[BEST], **{value: s for (d, value), s in table.items() if d == dim}}
         scope = f"{dim} changed alone from the best configuration ({own})"

@@ -15,7 +15,7 @@ from pipeline.model.schedules import learning_rate_at
 from pipeline.model.space import declare_hyperparameters, hyperparameters_from_values
 from pipeline.model.training import fit_model
 
-__all__ = ["CNNHyperModel", "declare_hyperparameters", "hyperparameters_from_values"]
+__all__ = ["CNNHyperModel", "declare_hyperparameters", "hyperparameters_from_values", "hypermodel_from_meta"]
 
 
 class CNNHyperModel(keras_tuner.HyperModel):
@@ -62,3 +62,8 @@ class CNNHyperModel(keras_tuner.HyperModel):
                          callbacks=callbacks, verbose=int(kwargs.pop("verbose", 0)))
 
 
+def hypermodel_from_meta(space: SearchSpaceConfig, meta: dict[str, Any], *, seed: int,
+                         total_epochs: int | None) -> CNNHyperModel:
+    """The one factory: the hypermodel for the data ``meta.json`` describes (search, workers, train, ablation)."""
+    return CNNHyperModel(space=space, input_shape=tuple(meta["input_shape"]), num_classes=int(meta["num_classes"]),
+                         seed=seed, total_epochs=total_epochs)

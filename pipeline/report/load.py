@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
+from pipeline.objective import direction_of
 
 HP_PREFIX = "hp."
 REQUIRED_COLUMNS = ("trial_id", "status", "score")
@@ -70,9 +71,8 @@ class Trials:
 
 
 def maximized(objective: str) -> bool:
-    """KerasTuner's rule for a metric named without a direction: losses/errors go down."""
-    name = objective.lower()
-    return not any(word in name for word in ("loss", "error", "mse", "mae"))
+    """The pipeline's one rule (``pipeline.objective``): losses go down, the rest up."""
+    return direction_of(objective) == "max"
 
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:

@@ -19,11 +19,8 @@ from pipeline import paths
 from pipeline.errors import PipelineError
 from pipeline.handoff import read_handoff
 
-# Named in dvc.yaml (stage ablate's outs, stage report's deps); the report stage reads them from here.
-ABLATE_DIR = Path("results/ablate")
-RESULTS_FILE = ABLATE_DIR / "results.json"
-VERDICTS_FILE = ABLATE_DIR / "verdicts.json"
-FIGURE_FILE = ABLATE_DIR / "effects.png"
+ABLATE_DIR, RESULTS_FILE = paths.ABLATE_DIR, paths.ABLATE_RESULTS_FILE
+VERDICTS_FILE, FIGURE_FILE = paths.ABLATE_VERDICTS_FILE, paths.ABLATE_FIGURE
 
 
 def _write(out_dir: Path, results: dict[str, Any], verdicts: list[Any]) -> None:
@@ -47,7 +44,8 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     if not isinstance(best["values"], dict):
         raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: 'values' is not a mapping of hyperparameters; "
                             "rerun `python -m pipeline tune`")
-    missing = [key for key in config.dimensions if key not in best["values"]]
+    keys = [*config.dimensions, *(key for changes in config.baselines.values() for key in changes)]
+    missing = list(dict.fromkeys(key for key in keys if key not in best["values"]))
     if missing:
         raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: no value for ablate.dimensions key(s) {', '.join(missing)}; "
                             "rerun `python -m pipeline tune`")
@@ -71,7 +69,7 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     meta = load_meta(paths.PROCESSED_DIR)
     data = Splits(*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"),
                   *load_split(paths.PROCESSED_DIR, "test"))
-    variants, skipped = plan_variants(best["values"], config.dimensions)
+    variants, skipped = plan_variants(best["values"], config.dimensions, config.baselines)
     seeds = ablation_seeds(params.seed, config.seeds)
     build = model_builder(params.search_space, meta["input_shape"], meta["num_classes"], epochs)
     total = len(variants) * len(seeds)
@@ -83,6 +81,7 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     tracking_uri = configure(params)
     settings = {"seeds": ",".join(map(str, seeds)), "epochs": epochs, "min_effect": config.min_effect,
                 "metric": METRIC, "dimensions": json.dumps({k: list(v) for k, v in config.dimensions.items()}),
+                "baselines": json.dumps(config.baselines),
                 "variants": len(variants) - 1}
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"), "stage": "ablate",
             "data_fingerprint": meta.get("fingerprint")}
@@ -93,17 +92,23 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
 
         def on_run(record: dict[str, Any]) -> None:
             done.append(record)
+            if record.get("same_as"):
+                print(f"  run {len(done)}/{total} {record['variant']} seed {record['seed']}: the configuration of "
+                      f"{record['same_as']}, not trained again", flush=True)
+                return
             print(f"  run {len(done)}/{total} {record['variant']} seed {record['seed']}: {METRIC} "
                   f"{record['val_accuracy']:.4f}, gap {record['gap']:+.4f} ({record['seconds']:.1f} s)", flush=True)
 
         runs = run_ablation(variants, seeds, build, data, epochs, tracker=mlflow_run, on_run=on_run)
         found = effects(runs, seeds, (METRIC, *[c for c in SCORE_COLUMNS if c != METRIC]), config.min_effect)
-        verdicts = ablation_verdicts(runs, best["values"], seeds, meta["num_classes"], config.min_effect, METRIC)
+        verdicts = ablation_verdicts(runs, best["values"], seeds, meta["num_classes"], config.min_effect, METRIC,
+                                     config.baselines)
         results = {
             "enabled": True, "metric": METRIC, "seeds": seeds, "epochs": epochs, "min_effect": config.min_effect,
             "num_classes": meta["num_classes"], "trial_id": best.get("trial_id"),
             "search_run_id": best.get("search_run_id"), "best_values": best["values"],
-            "dimensions": {k: list(v) for k, v in config.dimensions.items()}, "skipped": skipped,
+            "dimensions": {k: list(v) for k, v in config.dimensions.items()}, "baselines": config.baselines,
+            "skipped": skipped,
             "effects": found, "runs": runs, "seconds": round(time.monotonic() - started, 1),
             "mlflow": {"tracking_uri": tracking_uri, "experiment_id": mlflow_run.experiment_id,
                        "run_id": mlflow_run.run_id, "run_name": mlflow_run.run_name},

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import replace_dir_atomic
+from pipeline.paths import ABLATE_RESULTS_FILE as RESULTS_FILE
+from pipeline.paths import ABLATE_VERDICTS_FILE as VERDICTS_FILE
 from pipeline.paths import BEST_HPARAMS_FILE, META_FILE, REPORT_DIR, TRIALS_FILE, TUNE_HISTORY_FILE
 
 
@@ -43,7 +45,6 @@ def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 
 def _ablation_evidence(best: dict[str, Any]) -> tuple[tuple[Path, ...], Path]:
     """The ablation's verdicts as evidence when they are the ablation of this search's best configuration."""
     from pipeline.report.ablation import load_results, stale_reason
-    from pipeline.stages.ablate import RESULTS_FILE, VERDICTS_FILE
 
     results = load_results(RESULTS_FILE)
     if not results or not results.get("enabled"):

@@ -61,24 +61,27 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     from pipeline.atomic import replace_atomic, write_json_atomic, write_text_atomic
     from pipeline.model.export import with_input_preprocessing
     from pipeline.model.final import train_final
-    from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
+    from pipeline.model.hypermodel import hypermodel_from_meta, hyperparameters_from_values
     from pipeline.tracking.store import configure
     from pipeline.tracking.train_run import TrainRun
 
     tracking_uri = configure(params)
     objective = best.get("objective") or params.tune.objective
-    hypermodel = CNNHyperModel(space=params.search_space, input_shape=tuple(meta["input_shape"]),
-                               num_classes=meta["num_classes"], seed=params.seed, total_epochs=params.train.epochs)
+    hypermodel = hypermodel_from_meta(params.search_space, meta, seed=params.seed, total_epochs=params.train.epochs)
 
-    def build(values: dict[str, Any]) -> Any:
+    def complete(values: dict[str, Any]) -> Any:
+        """The trial's values with the space's fixed ones: everything the training loop reads."""
         try:
-            hp = hyperparameters_from_values(params.search_space, values)
+            return hyperparameters_from_values(params.search_space, values)
         except (KeyError, ValueError, TypeError) as error:
             raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: its values do not fit search_space in params.yaml "
                                 f"({error}); rerun `python -m pipeline tune`") from None
-        return hypermodel.build(hp)
 
-    candidates = candidates_of(best, params.train.ensemble)
+    def build(values: dict[str, Any]) -> Any:
+        return hypermodel.build(complete(values))
+
+    candidates = [{**c, "values": dict(complete(c["values"]).values)}
+                  for c in candidates_of(best, params.train.ensemble)]
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
             "data_fingerprint": meta.get("fingerprint"), "stage": "train",
             "ensemble_trials": ",".join(str(c["trial_id"]) for c in candidates)}

@@ -65,6 +65,7 @@ class AblationRun:
         except Exception as error:  # noqa: BLE001 - a store failure is one clear line
             raise TrackingError(f"MLflow store {tracking_uri}: cannot start the ablation run: {error}") from None
         self.child_tags: dict[str, str] = {}  # on every child, e.g. the data fingerprint
+        self._pending: dict[str, list[Metric]] = {}
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, str(v)[:MAX_PARAM]) for k, v in params.items()]
@@ -83,14 +84,17 @@ class AblationRun:
         return run.info.run_id
 
     def log_epoch(self, run_id: str | None, epoch: int, logs: Mapping[str, float]) -> None:
+        """Kept until the run ends: a run takes seconds, and one write per run instead of one per epoch
+        is a few percent of the stage's time on a busy SQLite store."""
         if run_id is not None:
-            self.client.log_batch(run_id, metrics=_metrics(logs, epoch))
+            self._pending.setdefault(run_id, []).extend(_metrics(logs, epoch))
 
     def end_run(self, run_id: str | None, metrics: Mapping[str, float], status: str) -> None:
         if run_id is None:
             return
-        if metrics:
-            self.client.log_batch(run_id, metrics=_metrics(metrics))
+        batch = self._pending.pop(run_id, []) + _metrics(metrics)
+        for start in range(0, len(batch), 1000):  # log_batch's limit on metrics
+            self.client.log_batch(run_id, metrics=batch[start:start + 1000])
         self.client.set_terminated(run_id, status=status)
 
     def finish(self, metrics: Mapping[str, float], tags: Mapping[str, Any], artifacts: Iterable[Path]) -> None:

@@ -234,11 +234,6 @@ def _log_dataset(client: MlflowClient, run_id: str, x: Any, y: Any, fingerprint:
                                                      tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])])
 
 
-def experiment_id_of(tracking_uri: str, name: str) -> str | None:
-    experiment = MlflowClient(tracking_uri).get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else None
-
-
 # How a distributed search hands its tracking to worker processes: MLflow's own variable for
 # the store, ours for the run the trials nest under.
 _ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"

@@ -139,6 +139,7 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
         self.random_fraction = random_fraction
         self.initial_points = [dict(p) for p in initial_points or []]
         self.initial_points_used = 0
+        self.model_proposals = 0  # configurations the density model chose (kept in the state, for the record)
 
     def observations(self) -> list[tuple[dict[str, Any], float, int]]:
         out = []
@@ -168,13 +169,14 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
                 values = {hp.name: hp.default for hp in self.hyperparameters.space}
                 values.update(proposal)
                 if not self._duplicate(values):
+                    self.model_proposals += 1
                     return values
         return super()._random_values()
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         state.update(random_fraction=self.random_fraction, initial_points=self.initial_points,
-                     initial_points_used=self.initial_points_used)
+                     initial_points_used=self.initial_points_used, model_proposals=self.model_proposals)
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -182,6 +184,7 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
         self.random_fraction = state.get("random_fraction", self.random_fraction)
         self.initial_points = state.get("initial_points", self.initial_points)
         self.initial_points_used = state.get("initial_points_used", 0)
+        self.model_proposals = state.get("model_proposals", 0)
 
 
 class BOHB(kt.Hyperband):

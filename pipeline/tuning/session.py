@@ -49,11 +49,10 @@ def run_local(params: Any, *, trials_per_process: int = 0) -> Any:
 
 
 def hypermodel_for(params: Any, meta: dict[str, Any]) -> Any:
-    """The search's ``CNNHyperModel`` for the data ``meta`` describes: the one factory, for stage and workers."""
-    from pipeline.model.hypermodel import CNNHyperModel
+    """The search's hypermodel: every trial anneals over ``tune.max_epochs`` whatever its round."""
+    from pipeline.model.hypermodel import hypermodel_from_meta
 
-    return CNNHyperModel(space=params.search_space, input_shape=tuple(meta["input_shape"]),
-                         num_classes=meta["num_classes"], seed=params.seed, total_epochs=params.tune.max_epochs)
+    return hypermodel_from_meta(params.search_space, meta, seed=params.seed, total_epochs=params.tune.max_epochs)
 
 
 def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerprint: str, *,

@@ -12,6 +12,8 @@ and ``on_trial_end`` closes the run with the status the oracle settled on.
 from __future__ import annotations
 
 import math
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -246,3 +248,59 @@ def expected_trials(tune: Any) -> int:
     # KerasTuner has no public count of a Hyperband iteration's trials; its bracket layout is.
     per_iteration = sum(oracle._get_size(b, r) for b in range(oracle._get_num_brackets()) for r in range(b + 1))
     return per_iteration * tune.hyperband_iterations
+
+
+def serve_oracle(oracle: Any, address: str, port: int, ready_line: str, poll: float = 0.5) -> None:
+    """KerasTuner's ``oracle_chief.start_server``, but it fails when it cannot bind and ends
+    within ``poll`` seconds (not 20) after the last worker was told to stop.
+
+    KerasTuner's servicer and protos are not public API (``keras_tuner.src``); its own
+    ``start_server`` cannot be used because it binds with SO_REUSEPORT and polls for 20 s.
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    # gRPC's SO_REUSEPORT would let a second chief share the port and split the workers between two oracles.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
+    class Servicer(oracle_chief.OracleServicer):
+        def EndTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+            response = super().EndTrial(request, context)
+            # KerasTuner saves the oracle before it drops the trial from ongoing_trials (a one-process
+            # tuner saves again afterwards, a worker cannot): without this a rerun would retry it.
+            self.oracle.save()
+            return response
+
+    servicer = Servicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    try:
+        bound = server.add_insecure_port(f"{address}:{port}")
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        print(f"error: the chief cannot listen on {address}:{port} (in use, or not an address of this host)",
+              file=sys.stderr, flush=True)
+        raise SystemExit(3)
+    server.start()
+    print(f"{ready_line} {address}:{port}", flush=True)
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(poll)
+    finally:
+        server.stop(grace=2)
+
+
+def wait_when_idle(client: Any, seconds: float = 1.0) -> None:
+    """KerasTuner's worker loop asks again at once when Hyperband waits for a round to end
+    (status IDLE): a busy loop that would take CPU from the workers that train."""
+    ask = client.create_trial
+
+    def create_trial(tuner_id: str) -> Any:
+        trial = ask(tuner_id)
+        if trial.status == kt.engine.trial.TrialStatus.IDLE:
+            time.sleep(seconds)
+        return trial
+
+    client.create_trial = create_trial

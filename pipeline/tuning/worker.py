@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,46 +49,11 @@ def run_chief() -> int:
     tuner = _tuner(params, _hypermodel(params))
     tuner.oracle.verbose = 0  # the workers print a line per trial
     tuner.save()
-    serve(tuner.oracle, os.environ["KERASTUNER_ORACLE_IP"], int(os.environ["KERASTUNER_ORACLE_PORT"]))
+    from pipeline.tuning.tuners import serve_oracle
+
+    serve_oracle(tuner.oracle, os.environ["KERASTUNER_ORACLE_IP"], int(os.environ["KERASTUNER_ORACLE_PORT"]),
+                 READY_LINE)
     return 0
-
-
-def serve(oracle: Any, address: str, port: int, poll: float = 0.5) -> None:
-    """KerasTuner's ``oracle_chief.start_server``, but it fails when it cannot bind and ends
-    within ``poll`` seconds (not 20) after the last worker was told to stop."""
-    from concurrent import futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    # gRPC's SO_REUSEPORT would let a second chief share the port and split the workers between two oracles.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
-    class Servicer(oracle_chief.OracleServicer):
-        def EndTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
-            response = super().EndTrial(request, context)
-            # KerasTuner saves the oracle before it drops the trial from ongoing_trials (a one-process
-            # tuner saves again afterwards, a worker cannot): without this a rerun would retry it.
-            self.oracle.save()
-            return response
-
-    servicer = Servicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    try:
-        bound = server.add_insecure_port(f"{address}:{port}")
-    except RuntimeError:
-        bound = 0
-    if not bound:
-        print(f"error: the chief cannot listen on {address}:{port} (in use, or not an address of this host)",
-              file=sys.stderr, flush=True)
-        raise SystemExit(3)
-    server.start()
-    print(f"{READY_LINE} {address}:{port}", flush=True)
-    try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
-            time.sleep(poll)
-    finally:
-        server.stop(grace=2)
 
 
 # --------------------------------------------------------------------------- worker
@@ -106,7 +70,7 @@ def run_worker() -> int:
     from pipeline.data.store import load_split
     from pipeline.objective import direction_of
     from pipeline.tuning.tracker import FAILED, KILLED, NullTracker, TrialTracker
-    from pipeline.tuning.tuners import expected_trials
+    from pipeline.tuning.tuners import expected_trials, wait_when_idle
 
     params = _params()
     tune = params.tune
@@ -117,7 +81,7 @@ def run_worker() -> int:
     x, y = load_split(paths.PROCESSED_DIR, "train")
     x_val, y_val = load_split(paths.PROCESSED_DIR, "validation")
     tuner = _tuner(params, _hypermodel(params), tracker=tracker)
-    _wait_when_idle(tuner.oracle)
+    wait_when_idle(tuner.oracle)
     tuner.on_trial_done = SharedProgress(Path(tuner.project_dir), expected_trials(tune), tune.objective)
     callbacks = [keras.callbacks.EarlyStopping(monitor=tune.objective, mode=direction_of(tune.objective),
                                                patience=tune.early_stopping_patience)]
@@ -131,22 +95,6 @@ def run_worker() -> int:
         tuner.abort_active_trial(FAILED, f"{type(error).__name__}: {error}")
         raise
     return 0
-
-
-def _wait_when_idle(client: Any, seconds: float = 1.0) -> None:
-    """KerasTuner's worker loop asks again at once when Hyperband waits for a round to end
-    (status IDLE): a busy loop that would take CPU from the workers that train."""
-    from keras_tuner.src.engine.trial import TrialStatus
-
-    ask = client.create_trial
-
-    def create_trial(tuner_id: str) -> Any:
-        trial = ask(tuner_id)
-        if trial.status == TrialStatus.IDLE:
-            time.sleep(seconds)
-        return trial
-
-    client.create_trial = create_trial
 
 
 class SharedProgress:

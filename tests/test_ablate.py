@@ -1,0 +1,233 @@
+"""The ablate stage: paired statistics, verdicts, the variants planned, and a tiny ablation end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.config import load_params, parse_params
+from pipeline.errors import ConfigError
+from pipeline.evaluation.ablation_stats import (
+    ablation_verdicts,
+    choice_verdict,
+    effects,
+    family_verdict,
+    paired_difference,
+    verdict_id,
+)
+from pipeline.hparams import Choice, Fixed, HParam
+from pipeline.report.verdicts import ABLATION, AT_CHANCE, NO_CLEAR_DIFFERENCE, WINNER
+from tests.conftest import copy_project, run_cli, write_params
+
+BEST = [0.97, 0.95, 0.99, 0.96]
+
+
+# ------------------------------------------------------------------ paired statistics on planted numbers
+def test_a_variant_always_worse_is_significant_with_the_right_sign_and_interval() -> None:
+    noise = np.array([0.004, -0.003, 0.002, -0.001])
+    worse = list(np.array(BEST) - 0.1 + noise)
+    pair = paired_difference(worse, BEST)
+    assert pair.mean == pytest.approx(-0.1 + noise.mean())
+    assert pair.p_value < 0.001
+    assert pair.low < pair.mean < pair.high < 0  # the whole interval below zero: worse, surely
+    assert pair.clear(min_effect=0.02)
+
+    verdict = choice_verdict("optimizer", {"adam": BEST, "sgd": worse}, min_effect=0.02)
+    assert verdict.kind == WINNER and verdict.winner == "adam" and verdict.evidence == ABLATION
+    assert verdict.unit == "runs" and verdict.n == 8 and "paired t-test" in verdict.test
+
+
+def test_exactly_0_1_worse_at_every_seed_has_no_spread_and_p_zero() -> None:
+    pair = paired_difference([b - 0.1 for b in BEST], BEST)
+    assert pair.mean == pytest.approx(-0.1) and pair.p_value == 0.0
+    assert pair.low == pytest.approx(-0.1) and pair.high == pytest.approx(-0.1)
+
+
+def test_identical_runs_are_no_clear_difference() -> None:
+    pair = paired_difference(BEST, BEST)
+    assert (pair.mean, pair.p_value, pair.low, pair.high) == (0.0, 1.0, 0.0, 0.0)
+    verdict = choice_verdict("architecture", {"vgg": BEST, "plain": list(BEST)}, min_effect=0.0)
+    assert verdict.kind == NO_CLEAR_DIFFERENCE and verdict.winner is None
+
+
+def test_noise_is_no_clear_difference() -> None:
+    verdict = choice_verdict("architecture", {"vgg": BEST, "plain": [0.99, 0.93, 0.98, 0.97]}, min_effect=0.0)
+    assert verdict.kind == NO_CLEAR_DIFFERENCE and verdict.p_value > 0.05
+
+
+def test_a_consistent_difference_below_min_effect_is_not_a_winner() -> None:
+    slightly = [b - 0.004 for b in BEST]  # one image in 270, at every seed: p = 0, but it says nothing
+    verdict = choice_verdict("architecture", {"vgg": BEST, "plain": slightly}, min_effect=0.02)
+    assert verdict.kind == NO_CLEAR_DIFFERENCE and "min_effect" in verdict.note
+
+
+def test_a_winner_must_beat_every_other_value() -> None:
+    groups = {"adam": BEST, "sgd": [b - 0.2 for b in BEST], "rmsprop": [0.98, 0.94, 0.99, 0.97]}
+    verdict = choice_verdict("optimizer", groups, min_effect=0.02)
+    assert verdict.kind == NO_CLEAR_DIFFERENCE  # adam beats sgd, but not rmsprop
+
+
+def test_he_vs_glorot_and_the_gap_are_family_comparisons() -> None:
+    verdict = family_verdict("he_vs_glorot", {"He": {"he_normal": BEST},
+                                              "Glorot": {"glorot_uniform": [b - 0.05 for b in BEST]}}, 0.02)
+    assert verdict.kind == WINNER and verdict.winner == "He"
+    gap = family_verdict("regularization_gap.dropout", {"with dropout": {"0.25": [0.01, 0.02, 0.01, 0.015]},
+                                                        "without dropout": {"0": [0.06, 0.07, 0.065, 0.07]}},
+                         0.02, higher_is_better=False)
+    assert gap.kind == WINNER and gap.winner == "with dropout"  # the smaller gap wins
+    assert family_verdict("he_vs_glorot", {"He": {"he_normal": BEST}, "Glorot": {}}, 0.02) is None
+
+
+def _runs(best_values: dict, seeds: list[int]) -> list[dict]:
+    """Records as run_ablation writes them: zeros at chance, sgd clearly worse, glorot the same as he."""
+    rng = np.random.default_rng(0)
+    table = {(None, None): 0.97, ("init", "zeros"): 0.1, ("init", "glorot_uniform"): 0.97,
+             ("optimizer", "sgd"): 0.85, ("baseline", "plain_sgd"): 0.8, ("dropout", 0.0): 0.97}
+    runs = []
+    for (dimension, value), mean in table.items():
+        for seed in seeds:
+            score = mean + (0.0 if value == "zeros" else rng.normal(0, 0.004))
+            gap = 0.06 if value == 0.0 else 0.01
+            runs.append({"variant": f"{dimension}={value}", "dimension": dimension, "value": value, "seed": seed,
+                         "status": "FINISHED", "val_accuracy": score, "test_accuracy": score, "gap": gap})
+    return runs
+
+
+def test_ablation_verdicts_answer_the_guides_questions() -> None:
+    best_values = {"init": "he_normal", "optimizer": "adam", "dropout": 0.25, "activation": "relu"}
+    seeds = [0, 1, 2]
+    verdicts = {v.question: v for v in ablation_verdicts(_runs(best_values, seeds), best_values, seeds, 10, 0.02,
+                                                         baselines={"plain_sgd": {"optimizer": "sgd"}})}
+    assert verdicts["zero_init"].kind == AT_CHANCE
+    assert verdicts["he_vs_glorot"].kind == NO_CLEAR_DIFFERENCE
+    assert verdicts["optimizer"].kind == WINNER and verdicts["optimizer"].winner == "adam"
+    assert verdicts["baseline.plain_sgd"].winner == "best configuration"
+    assert verdicts["regularization_gap.dropout"].winner == "with dropout"
+    assert verdicts["hp.dropout"].kind == NO_CLEAR_DIFFERENCE
+    assert all(v.evidence == ABLATION and v.unit == "runs" for v in verdicts.values())
+    found = {(e["dimension"], e["value"]): e for e in effects(_runs(best_values, seeds), seeds, ["val_accuracy"], 0.02)}
+    assert found[("optimizer", "sgd")]["clear"] and found[("optimizer", "sgd")]["val_accuracy"]["mean"] < -0.1
+
+
+def test_verdict_ids_match_the_reports() -> None:
+    from pipeline.report.questions import verdict_id as report_verdict_id
+
+    for name in ("init", "optimizer", "architecture", "lr_schedule", "learning_rate", "dropout", "regularizer"):
+        assert verdict_id(name) == report_verdict_id(name)
+
+
+# ------------------------------------------------------------------ variants and configuration
+def test_variants_skip_the_best_configurations_own_values() -> None:
+    from pipeline.evaluation.ablation import plan_variants
+
+    best = {"init": "he_normal", "optimizer": "sgd", "lr_schedule": "constant", "dropout": 0.0}
+    variants, skipped = plan_variants(best, {"init": ["zeros", "he_normal"], "dropout": [0, 0.25]},
+                                      {"plain_sgd": {"optimizer": "sgd", "lr_schedule": "constant"}})
+    assert [v.name for v in variants] == ["best", "init=zeros", "dropout=0.25"]
+    assert variants[1].values == {**best, "init": "zeros"} and variants[1].changes == {"init": "zeros"}
+    assert [(s["dimension"], s["value"]) for s in skipped] == [("init", "he_normal"), ("dropout", 0),
+                                                               ("baseline", "plain_sgd")]
+
+
+def test_bad_ablation_params_fail_in_one_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_params({"ablate": {"dimensions": {"init": ["ones"]}}})
+    assert caught.value.lines == [
+        "params.yaml: ablate.dimensions: init: 'ones' is not allowed; allowed: zeros, random_normal, random_uniform, "
+        "glorot_uniform, glorot_normal, he_normal, he_uniform, lecun_normal"]
+    # a value outside the search's choices but allowed for the key is fine
+    assert parse_params({"ablate": {"dimensions": {"optimizer": ["nesterov"]}}}).ablate.dimensions == {
+        "optimizer": ("nesterov",)}
+
+
+def test_cli_rejects_a_bad_value_with_exit_2(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "p")
+    result = run_cli(["ablate", "-S", "ablate.baselines={x: {lr_schedule: linear}}"], cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: params.yaml: ablate.baselines: lr_schedule: 'linear' is not allowed")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ the stage end to end
+def _best_hparams(project: Path) -> None:
+    """best_hparams.json as tune writes it, from params.yaml's first initial point (no search needed)."""
+    params = load_params(project / "params.yaml")
+
+    def first(spec: HParam) -> object:
+        return spec.value if isinstance(spec, Fixed) else spec.choices[0] if isinstance(spec, Choice) else spec.min
+
+    values = {name: first(getattr(params.search_space, name)) for name in type(params.search_space).model_fields}
+    values.update(params.tune.initial_points[0])
+    tune = project / "results" / "tune"
+    tune.mkdir(parents=True, exist_ok=True)
+    (tune / "best_hparams.json").write_text(json.dumps({"trial_id": "0007", "search_run_id": None, "score": 0.9,
+                                                        "objective": "val_accuracy", "values": values}))
+    from tests.test_report_build import synthetic_trials
+
+    trials, history = synthetic_trials(params, n=12)
+    trials.to_csv(tune / "trials.csv", index=False)
+    history.to_csv(tune / "history.csv", index=False)
+
+
+@pytest.mark.slow
+def test_tiny_ablation_runs_logs_nested_runs_and_the_report_cites_it(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    write_params(project, data={"max_samples": 200},
+                 ablate={"seeds": 2, "epochs": 2, "dimensions": {"init": ["zeros"]}, "baselines": {}})
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "MPLBACKEND": "Agg"}
+    assert run_cli(["preprocess"], cwd=project, env=env).returncode == 0
+    _best_hparams(project)
+
+    result = run_cli(["ablate"], cwd=project, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = project / "results" / "ablate"
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["variant"], r["seed"]) for r in results["runs"]] == [("best", 42), ("best", 43), ("init=zeros", 42),
+                                                                     ("init=zeros", 43)]
+    assert (out / "effects.png").stat().st_size > 1000
+    verdicts = {v["question"]: v for v in json.loads((out / "verdicts.json").read_text())["verdicts"]}
+    assert verdicts["zero_init"]["kind"] == AT_CHANCE and verdicts["zero_init"]["evidence"] == ABLATION
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    parent = client.get_run(results["mlflow"]["run_id"])
+    assert parent.info.run_name.startswith("ablation-") and parent.info.status == "FINISHED"
+    assert parent.data.tags["run_type"] == "ablation" and parent.data.params["seeds"] == "42,43"
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted((c.data.params["dimension"], c.data.params["value"], c.data.params["seed"]) for c in children) == [
+        ("(best)", "(best)", "42"), ("(best)", "(best)", "43"), ("init", "zeros", "42"), ("init", "zeros", "43")]
+    assert all(c.info.status == "FINISHED" and "val_accuracy" in c.data.metrics for c in children)
+    assert {c.data.tags["ablation_dimension"] for c in children} == {"(best)", "init"}
+
+    assert run_cli(["report"], cwd=project, env=env).returncode == 0
+    report = (project / "results" / "report" / "report.md").read_text()
+    assert "Controlled ablation" in report and "ablation evidence" in report
+    html = (project / "results" / "report" / "report.html").read_text()
+    assert 'alt="ablation: effect of each change' in html and "data:image/png;base64," in html
+    assert (project / "results" / "report" / "figures" / "ablation_effects.png").is_file()
+    report_verdicts = {v["question"]: v for v in
+                       json.loads((project / "results" / "report" / "verdicts.json").read_text())["verdicts"]}
+    assert report_verdicts["zero_init"]["evidence"] == ABLATION
+
+    # switched off: nothing trained, and the report falls back to the search's evidence
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ablate"]["enabled"] = False
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run_cli(["ablate"], cwd=project, env=env)
+    assert result.returncode == 0 and "skipped (ablate.enabled: false)" in result.stdout
+    assert json.loads((out / "verdicts.json").read_text())["verdicts"] == []
+    assert not (out / "effects.png").exists()
+    assert run_cli(["report"], cwd=project, env=env).returncode == 0
+    report = (project / "results" / "report" / "report.md").read_text()
+    assert "ablation evidence" not in report
+    assert "No controlled ablation (ablate.enabled is false): every verdict above rests on the search's evidence" \
+        in report
+    report_verdicts = json.loads((project / "results" / "report" / "verdicts.json").read_text())["verdicts"]
+    assert {v["evidence"] for v in report_verdicts} == {"search"}

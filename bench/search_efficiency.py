@@ -22,7 +22,8 @@ the benchmark's own test evaluation.
 Every measured search runs in a fresh process (``--one METHOD SEED``): TensorFlow slows
 later models in a long-lived process. The same processes measure each method's fixed cost per
 trial (wall time beyond its epochs); ``--before COMMIT`` also measures the Hyperband of an
-older commit, in a temporary ``git worktree`` with that commit's own code. The default's child
+older commit, in a temporary ``git worktree`` with that commit's own code, each seed followed
+by the same harness on this checkout (``--methods hyperband_before`` redoes only that pair). The default's child
 then retrains the search's top configurations with ``pipeline.model.final.train_final`` (the
 ``train`` stage) to measure the gap between the search's validation score and the final
 model's. scikit-learn baselines (LogisticRegression, SVC) run on the same split.
@@ -68,9 +69,11 @@ DEFAULT = "default"
 OPTUNA = "optuna_tpe_hyperband"
 METHODS = (DEFAULT, "bohb", "hyperband", "bayesian", "random", OPTUNA)
 BEFORE = "hyperband_before"  # --before COMMIT: that commit's Hyperband, for the fixed cost per trial only
+NOW = "hyperband_now"  # the same harness on this checkout, interleaved with BEFORE
 LABELS = {DEFAULT: "pipeline default: BOHB + initial_points", "bohb": "BOHB, no initial points",
           "hyperband": "KerasTuner Hyperband", "bayesian": "KerasTuner BayesianOptimization",
-          "random": "KerasTuner RandomSearch", OPTUNA: "Optuna TPE + HyperbandPruner", BEFORE: "Hyperband at {commit}"}
+          "random": "KerasTuner RandomSearch", OPTUNA: "Optuna TPE + HyperbandPruner", BEFORE: "Hyperband at {commit}",
+          NOW: "Hyperband now, same harness as {commit}'s"}
 FRACTIONS = ((1, 3), (2, 3), (1, 1))
 FULL_SEEDS = 5
 BEFORE_SEEDS = 2
@@ -705,7 +708,8 @@ def section(result: dict[str, Any], plot_path: Path) -> str:
                  "search in a fresh process, tracking off. Reading: see the notes below.")
     merged = result.get("merged_from")
     if merged is not None:
-        parts.append(f"\nRerun of {', '.join(label(m) for m in merged['rerun_methods'])} only (the command below), "
+        rerun = ", ".join(label(m, before.get("commit")) for m in merged["rerun_methods"])
+        parts.append(f"\nRerun of {rerun} only (the command below), "
                      f"at the budgets of the run of {merged['date']} (`{merged['command']}`, git "
                      f"{merged['git_commit']}), whose other rows are kept.")
     return "\n".join(parts)
@@ -721,7 +725,8 @@ def parse_args() -> argparse.Namespace:
                         + f"; without {DEFAULT}: rerun these at the previous result's budgets and merge")
     parser.add_argument("--before", default="1c3302d", metavar="COMMIT",
                         help=f"also measure this commit's Hyperband ({BEFORE_SEEDS} seeds, its own code in a "
-                        "temporary git worktree) for the fixed cost per trial; '' skips it (smoke: skipped)")
+                        "temporary git worktree, interleaved with this checkout's) for the fixed cost per trial; "
+                        f"'' skips it (smoke: skipped); --methods {BEFORE} measures only that")
     parser.add_argument("--no-retrain", action="store_true", help="skip retraining the default's top configurations")
     child = parser.add_argument_group("one measured search (what the parent runs in a fresh process)")
     child.add_argument("--one", nargs=2, action="append", metavar=("METHOD", "SEED"))
@@ -739,9 +744,9 @@ def main() -> int:
         return run_child(args)
     env = common.environment()
     methods = [m for m in args.methods.split(",") if m]
-    unknown = set(methods) - set(METHODS)
+    unknown = set(methods) - {*METHODS, BEFORE}
     if unknown or not methods:
-        sys.exit(f"--methods: unknown {sorted(unknown)}; allowed: {','.join(METHODS)}")
+        sys.exit(f"--methods: unknown {sorted(unknown)}; allowed: {','.join((*METHODS, BEFORE))}")
     out = common.output_path(NAME, args)
     previous: dict[str, Any] | None = None
     budgets: dict[int, dict[str, Any]] = {}
@@ -761,7 +766,7 @@ def main() -> int:
             skipped[OPTUNA] = "optuna not installed (pip install -e '.[bench]')"
     splits = common.digits_splits(seed=42, max_samples=200 if args.smoke else None)
     state: dict[str, Any] = {"runs": [], "before": None, "baselines": sklearn_baselines(splits)}
-    peers = [m for m in methods if m != DEFAULT and m not in skipped]
+    peers = [m for m in methods if m not in (DEFAULT, BEFORE) and m not in skipped]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp_name:
         tmp = Path(tmp_name)
@@ -780,7 +785,7 @@ def main() -> int:
                                               budget=budgets[seed])
             print(f"seed {seed} done ({time.perf_counter() - started:.0f} s so far)", flush=True)
             write(args, env, methods, seeds[:index + 1], budgets, skipped, state, out, previous)
-        if args.before and not args.smoke and DEFAULT in methods:
+        if args.before and not args.smoke and (DEFAULT in methods or BEFORE in methods):
             state["before"] = measure_before(args, tmp, env["date"])
     write(args, env, methods, seeds, budgets, skipped, state, out, previous)
     print(f"{NAME}: {time.perf_counter() - started:.0f} s in all")
@@ -788,17 +793,26 @@ def main() -> int:
 
 
 def measure_before(args: argparse.Namespace, tmp: Path, measured: str) -> dict[str, Any]:
+    """``args.before``'s Hyperband and this checkout's through the same harness, one after the other per seed.
+
+    Interleaved, so that load drifting over the run hits both sides alike (the peers' rows ran
+    at other times and under other load).
+    """
+    runs: list[dict[str, Any]] = []
+    now: list[dict[str, Any]] = []
     try:
         with worktree(args.before) as tree:
-            runs = [run for seed in range(BEFORE_SEEDS)
-                    for run in run_children([(BEFORE, seed)], args, tmp, measured, code_root=str(tree))]
+            for seed in range(BEFORE_SEEDS):
+                runs += run_children([(BEFORE, seed)], args, tmp, measured, code_root=str(tree))
+                now += [{**run, "method": NOW} for run in run_children([(BEFORE, seed)], args, tmp, measured)]
     except subprocess.CalledProcessError as error:
-        return {"commit": args.before, "runs": [], "note": f"`--before {args.before}` not measured: "
-                f"git worktree failed ({error.stderr.decode(errors='replace').strip()[:200]})"}
-    return {"commit": args.before, "runs": runs,
-            "note": f"Hyperband at {args.before}: that commit's own code (a temporary git worktree), full search "
-                    f"(no budget), {BEFORE_SEEDS} seeds, on today's params.yaml space without the augment_* keys "
-                    "(its schema has none), tracking off."}
+        return {"commit": args.before, "runs": [], "now_runs": [], "note": f"`--before {args.before}` not "
+                f"measured: git worktree failed ({error.stderr.decode(errors='replace').strip()[:200]})"}
+    return {"commit": args.before, "runs": runs, "now_runs": now,
+            "note": f"Hyperband at {args.before}: that commit's own code (a temporary git worktree), make_tuner + "
+                    f"run_search, full search (no budget), {BEFORE_SEEDS} seeds, on today's params.yaml space "
+                    "without the augment_* keys (its schema has none), tracking off; each seed followed at once by "
+                    "this checkout through the same harness (`Hyperband now` row)."}
 
 
 def write(args: argparse.Namespace, env: dict[str, Any], methods: list[str], seeds: list[int],
@@ -812,7 +826,7 @@ def write(args: argparse.Namespace, env: dict[str, Any], methods: list[str], see
         order = {m: i for i, m in enumerate(METHODS)}
         runs = sorted(kept + runs, key=lambda r: (r["seed"], order[r["method"]]))
         seeds = list(previous["seeds"])
-        before = previous.get("before")
+        before = before if before is not None else previous.get("before")
         # a method skipped before (optuna not installed) has no runs but still a summary row: keep it, so a
         # merge gives the same rows with and without optuna; its skip reason stays unless it was rerun now
         skipped = {**{k: v for k, v in previous.get("skipped", {}).items() if k not in methods}, **skipped}
@@ -820,18 +834,21 @@ def write(args: argparse.Namespace, env: dict[str, Any], methods: list[str], see
         methods = [m for m in METHODS if any(r["method"] == m for r in runs) or m in methods or m in previous_methods]
         merged_from = {"command": previous["command"], "date": previous["environment"]["date"],
                        "git_commit": previous["environment"].get("git_commit"),
-                       "rerun_methods": sorted({m for m, _ in rerun})}
+                       "rerun_methods": sorted({m for m, _ in rerun} | ({BEFORE} if state["before"] else set()))}
     by_seed = {s: budgets[s] for s in seeds if s in budgets}
     ok = [r for r in runs if "error" not in r]
     costs = {m: fixed_cost([r for r in ok if r["method"] == m]) for m in methods if m not in skipped}
     if before and before.get("runs"):
         costs[BEFORE] = fixed_cost([r for r in before["runs"] if "error" not in r])
+        costs[NOW] = fixed_cost([r for r in before.get("now_runs", []) if "error" not in r])
     plot_path = out.with_suffix(".png")
     plot(ok, methods, by_seed, plot_path)
     result = {
         "seeds": seeds, "methods": methods, "budgets": list(by_seed.values()),
         "fractions": [fraction_label(n, d) for n, d in FRACTIONS],
-        "reduced": bool(not args.smoke and previous is None and len(seeds) < FULL_SEEDS),
+        # a merge keeps the seeds of the run it merges into, and so its reducedness
+        "reduced": bool(previous.get("reduced")) if previous is not None
+        else not args.smoke and len(seeds) < FULL_SEEDS,
         "full_command": f"python bench/search_efficiency.py --seeds {FULL_SEEDS}",
         "peer_settings": {"hyperband_iterations": PEER_ITERATIONS, "max_trials": PEER_MAX_TRIALS,
                           "time_cap_x_default": TIME_CAP},

@@ -171,9 +171,15 @@ class TrainConfig(Section):
     # end; a number stops after that many epochs without improvement and keeps the best epoch
     # (on a small validation split that picks a lucky epoch more often than a better model).
     early_stopping_patience: Annotated[int, Field(ge=0, le=1000)] | None = None
-    # The final model averages this many of the search's best distinct configurations, each
-    # retrained for `epochs` (1: the best configuration alone).
-    ensemble: Annotated[int, Field(ge=1, le=20)] = 3
+    # The final model averages the search's `configurations` best distinct configurations, each
+    # retrained for `epochs` with `seeds` seeds (seed, seed+1, ...): seeds average out the luck
+    # of one initialization without trusting a second configuration that only a small
+    # validation split ranks close to the first.
+    configurations: Annotated[int, Field(ge=1, le=20)] = 1
+    seeds: Annotated[int, Field(ge=1, le=20)] = 3
+    # Members whose retrained validation score is more than this below the best member's are
+    # left out of the average (a weak member drags an average down).
+    ensemble_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     # A retrained configuration whose validation score falls short of the search's by more
     # than this is replaced by the trial's own checkpoint, with a warning and a run tag.
     reproduce_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
@@ -200,13 +206,15 @@ class ReportConfig(Section):
 
 # The ablation's default variants: both sides of each of the guide's questions, so that whatever the
 # best configuration is, changing one value answers it (a value equal to the best's own is skipped).
+# An inner tuple is "the first of these that differs from the best's own": one run answers the question
+# whichever side the best configuration is on.
 DEFAULT_ABLATIONS: dict[str, tuple[Any, ...]] = {
-    "init": ("zeros", "he_normal", "glorot_uniform"),
+    "init": ("zeros", ("glorot_uniform", "he_normal")),
     "optimizer": ("sgd",),
-    "lr_schedule": ("constant", "cosine"),
+    "lr_schedule": (("constant", "cosine"),),
     "architecture": ("plain",),
-    "regularizer": ("none", "l2"),
-    "dropout": (0.0, 0.25),
+    "regularizer": (("none", "l2"),),
+    "dropout": ((0.0, 0.25),),
 }
 # The guide's claim "a schedule or an adaptive optimizer beats plain SGD at a constant rate" is about
 # two keys at once: a named baseline changes both (the other values stay the best configuration's).
@@ -250,7 +258,11 @@ class AblateConfig(Section):
         for key, values in value.items():
             if not isinstance(values, (list, tuple)):
                 raise ValueError(f"{key}: expected a list of values, e.g. [{short_repr(values)}]")
-            checked[key] = tuple(_search_space_value(key, item) for item in values)
+            # an item is a value, or a list of values of which the first that differs from the best's runs
+            checked[key] = tuple(tuple(_search_space_value(key, v) for v in item) if isinstance(item, (list, tuple))
+                                 else _search_space_value(key, item) for item in values)
+            if any(isinstance(item, tuple) and len(item) < 2 for item in checked[key]):
+                raise ValueError(f"{key}: a list inside the list needs two or more values (one of them runs)")
         return checked
 
     @field_validator("baselines", mode="before")

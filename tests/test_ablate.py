@@ -125,9 +125,11 @@ def test_variants_skip_the_best_configurations_own_values() -> None:
     from pipeline.evaluation.ablation import plan_variants
 
     best = {"init": "he_normal", "optimizer": "sgd", "lr_schedule": "constant", "dropout": 0.0}
-    variants, skipped = plan_variants(best, {"init": ["zeros", "he_normal"], "dropout": [0, 0.25]},
+    variants, skipped = plan_variants(best, {"init": ["zeros", "he_normal"], "dropout": [0, 0.25],
+                                             "lr_schedule": [("constant", "cosine")]},
                                       {"plain_sgd": {"optimizer": "sgd", "lr_schedule": "constant"}})
-    assert [v.name for v in variants] == ["best", "init=zeros", "dropout=0.25"]
+    # [constant, cosine] as a group: its first value that differs from the best's own
+    assert [v.name for v in variants] == ["best", "init=zeros", "dropout=0.25", "lr_schedule=cosine"]
     assert variants[1].values == {**best, "init": "zeros"} and variants[1].changes == {"init": "zeros"}
     assert [(s["dimension"], s["value"]) for s in skipped] == [("init", "he_normal"), ("dropout", 0),
                                                                ("baseline", "plain_sgd")]
@@ -231,3 +233,45 @@ def test_tiny_ablation_runs_logs_nested_runs_and_the_report_cites_it(tmp_path: P
         in report
     report_verdicts = json.loads((project / "results" / "report" / "verdicts.json").read_text())["verdicts"]
     assert {v["evidence"] for v in report_verdicts} == {"search"}
+
+
+# ------------------------------------------------------------------ shared models train as fresh ones
+@pytest.mark.slow
+def test_a_reused_model_trains_exactly_like_a_fresh_one() -> None:
+    """Runs share models (per variant, and across variants of the same graph) only to save tracing."""
+    from sklearn.datasets import load_digits
+
+    from pipeline.evaluation.ablation import Splits, model_builder, plan_variants, run_ablation
+
+    x, y = load_digits(return_X_y=True)
+    x = ((x - 8.0) / 8.0).reshape(-1, 8, 8, 1).astype("float32")[:360]
+    y = y.astype("int64")[:360]
+    data = Splits(x[:240], y[:240], x[240:300], y[240:300], x[300:], y[300:])
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    best = {"architecture": "plain", "blocks": 1, "filters": 8, "kernel_size": 3, "head": "gap", "dense_units": 0,
+            "activation": "relu", "init": "he_normal", "init_stddev": 0.05, "regularizer": "none",
+            "reg_strength": 1e-4, "dropout": 0.25, "batch_norm": True, "weight_decay": 1e-4, "optimizer": "adam",
+            "momentum": 0.9, "learning_rate": 0.01, "lr_schedule": "cosine", "step_decay_factor": 0.5,
+            "step_decay_epochs": 3, "exp_decay_rate": 0.8, "cosine_floor": 0.01, "restart_epochs": 3,
+            "restart_mult": 2.0, "warmup_epochs": 1, "augment_translate": 0.0, "augment_rotate": 0.0,
+            "augment_zoom": 0.0, "augment_flip": False, "label_smoothing": 0.0, "batch_size": 32}
+    build = model_builder(params.search_space, (8, 8, 1), 10, epochs=2)
+    variants, _ = plan_variants(best, {"init": ["glorot_uniform"], "lr_schedule": ["constant"], "dropout": [0.0]})
+    shared = {(r["variant"], r["seed"]): r["val_loss"] for r in run_ablation(variants, [1, 2], build, data, 2)}
+    assert len(set(shared.values())) == len(shared)  # every run its own result: the check below means something
+    for variant in variants:  # each alone, at the second seed: a freshly built model
+        alone = run_ablation([variant], [2], build, data, 2)[0]
+        assert alone["val_loss"] == shared[(variant.name, 2)], variant.name
+
+
+def test_the_report_leaves_out_the_ablation_of_another_best_configuration(tmp_path: Path) -> None:
+    from pipeline.report.ablation import section
+    from pipeline.report.render import Document, to_markdown
+
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"enabled": True, "trial_id": "0003", "search_run_id": "old",
+                                   "metric": "val_accuracy", "seeds": [42, 43], "epochs": 2, "effects": []}))
+    doc = Document("r")
+    summary = section(doc, results, tmp_path / "figures", {"trial_id": "0007", "search_run_id": "new"})
+    assert summary["evidence"] == "search"
+    assert "the ablation of another best configuration (search_run_id and trial_id differ)" in to_markdown(doc)

@@ -80,6 +80,9 @@ def test_initial_points_first_and_resume_after_a_kill(tmp_path: Path) -> None:
     oracle = make_oracle(tmp_path, random_fraction=1 / 3, initial_points=[point])
     first = run_trials(oracle, 12)
     assert {k: first[0][k] for k in point} == point
+    # once, for the full budget, outside the brackets; then Hyperband as usual
+    assert (first[0]["tuner/epochs"], first[0]["tuner/bracket"]) == (9, -1)
+    assert first[1]["tuner/epochs"] == 1 and first[1]["tuner/bracket"] == 2
     oracle.save()
     # a new process: the same oracle class reloads the state (KerasTuner's resume) and goes on
     again = make_oracle(tmp_path, random_fraction=1 / 3, initial_points=[point])

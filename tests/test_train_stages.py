@@ -135,7 +135,7 @@ def test_a_retrained_model_short_of_the_search_warns_tags_and_keeps_the_trial_ch
                     "trial_dir": str(trial_dir)}]
     best_path.write_text(json.dumps(best))
 
-    result = run_cli(["train", "-S", "train.epochs=1", "-S", "train.ensemble=1"], cwd=project)
+    result = run_cli(["train", "-S", "train.epochs=1", "-S", "train.seeds=1"], cwd=project)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: trial 0007")]
     assert len(warnings) == 1 and "kept the trial's own checkpoint" in warnings[0]

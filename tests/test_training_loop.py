@@ -99,8 +99,8 @@ def test_a_retrained_model_short_of_the_search_falls_back_to_the_trial_checkpoin
     save_training_state(trial_model, trial_dir / TRIAL_CHECKPOINT_NAME)
     trial_score = float(trial_model.evaluate(x_val, y_val, verbose=0)[1])
 
-    def builder(v: dict) -> keras.Model:
-        return build(1)[0]
+    def builder(v: dict, seed: int) -> keras.Model:
+        return build(1, seed=seed)[0]
 
     candidate = {"trial_id": "0007", "score": trial_score, "values": values, "trial_dir": str(trial_dir)}
     # one epoch cannot reach what nine did: the member keeps the trial's own model
@@ -113,3 +113,24 @@ def test_a_retrained_model_short_of_the_search_falls_back_to_the_trial_checkpoin
                            objective="val_accuracy", seed=3, tolerance=0.01)
     assert reached.shortfall == 0.0 and reached.source == RETRAINED
     assert json.dumps(reached.summary())  # what run.json stores
+
+
+def test_the_final_average_leaves_out_a_member_far_below_the_best(digits) -> None:
+    from pipeline.model.final import train_final
+
+    x, y, x_val, y_val = digits
+    values = build(4)[1]
+    good = {"trial_id": "1", "score": 0.0, "values": {**values, "learning_rate": 0.01}}
+    weak = {"trial_id": "2", "score": 0.0, "values": {**values, "learning_rate": 1e-6}}
+
+    def builder(v: dict, seed: int) -> keras.Model:
+        space = SearchSpaceConfig.model_validate({**SPACE.model_dump(mode="json"), "learning_rate": v["learning_rate"]})
+        return build(4, space, seed=seed)[0]
+
+    final = train_final([good, weak], builder, (x, y, x_val, y_val), epochs=4, patience=None,
+                        objective="val_accuracy", seed=3, tolerance=1.0, margin=0.01)
+    assert [m.in_ensemble for m in final.members] == [True, False]
+    assert final.score == pytest.approx(final.members[0].score)  # the average of one: the good member
+    both = train_final([good, weak], builder, (x, y, x_val, y_val), epochs=4, patience=None,
+                       objective="val_accuracy", seed=3, tolerance=1.0, margin=1.0)
+    assert all(m.in_ensemble for m in both.members) and len(both.model.layers) > len(final.model.layers)

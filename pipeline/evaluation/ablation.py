@@ -31,6 +31,9 @@ from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
 from pipeline.model.training import fit_model
 
 METRIC = "val_accuracy"
+# The runs whose train-validation gap a verdict uses (the best configuration's too); the others skip
+# the pass over the training set.
+GAP_DIMENSIONS = (None, "regularizer", "dropout")
 SCORE_COLUMNS = ("val_accuracy", "test_accuracy", "gap")
 BEST_NAME = "best"
 
@@ -66,15 +69,18 @@ def plan_variants(best_values: Mapping[str, Any], dimensions: Mapping[str, Seque
     """The best configuration first, one variant per (dimension, other value), then the baselines; and what
     was skipped.
 
-    A listed value equal to the best configuration's own is skipped (it is the reference), so the
-    defaults can name both sides of a question (he_normal and glorot_uniform) whatever the winner;
-    so is a baseline that the best configuration already is.
+    A listed value equal to the best configuration's own is skipped (it is the reference); a list
+    inside the list stands for its first value that differs from the best's own, so
+    ``[[constant, cosine]]`` runs one variant, whichever side of the question the best is on.
+    A baseline that the best configuration already is, is skipped too.
     """
     variants = [Variant(None, None, dict(best_values), {})]
     skipped = []
     for dimension, alternatives in dimensions.items():
         own = best_values.get(dimension)
-        for value in dict.fromkeys(alternatives):
+        picked = [next((v for v in item if not _same(v, own)), item[0]) if isinstance(item, (list, tuple)) else item
+                  for item in alternatives]
+        for value in dict.fromkeys(picked):
             if _same(value, own):
                 skipped.append({"dimension": dimension, "value": value, "reason": "the best configuration's own value"})
             else:
@@ -168,10 +174,11 @@ def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epoch
                   callbacks=[_EpochLog(tracker, run_id)])
         val_loss, val_accuracy = model.evaluate(data.x_val, data.y_val, batch_size=256, verbose=0)[:2]
         scores = {"val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
-                  "test_accuracy": validation_score(model, data.x_test, data.y_test, "val_accuracy"),
-                  # evaluated, not the last epoch's running mean: no dropout or augmentation in it
-                  "train_accuracy": validation_score(model, data.x, data.y, "val_accuracy")}
-        scores["gap"] = scores["train_accuracy"] - scores["val_accuracy"]
+                  "test_accuracy": validation_score(model, data.x_test, data.y_test, "val_accuracy")}
+        if variant.dimension in GAP_DIMENSIONS:
+            # evaluated, not the last epoch's running mean: no dropout or augmentation in it
+            scores["train_accuracy"] = validation_score(model, data.x, data.y, "val_accuracy")
+            scores["gap"] = scores["train_accuracy"] - scores["val_accuracy"]
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -183,17 +190,32 @@ def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epoch
             "status": status, "run_id": run_id, "seconds": round(time.monotonic() - started, 2), **scores}
 
 
+# Keys that change only the initial weights or the learning rate the schedule callback assigns each
+# batch: variants differing in nothing else train the same graph, so they share one model (and its
+# traced train step) with the best configuration.
+GRAPH_FREE_KEYS = frozenset({"init", "init_stddev", "learning_rate", "lr_schedule", "step_decay_factor",
+                             "step_decay_epochs", "exp_decay_rate", "cosine_floor", "restart_epochs", "restart_mult",
+                             "warmup_epochs"})
+
+
+def graph_key(values: Mapping[str, Any]) -> str:
+    return json.dumps({k: v for k, v in values.items() if k not in GRAPH_FREE_KEYS}, sort_keys=True, default=str)
+
+
 def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Builder, data: Splits, epochs: int,
                  tracker: AblationTracker | None = None,
                  on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Every variant at every seed: the seeds of one variant in one model (``reset_to``), then the next.
+    """Every variant at every seed, one variant after the other.
 
-    A variant whose configuration equals an earlier one's (a baseline that changes only what one
-    dimension changed already) is not trained again: its records are the earlier ones', marked
-    ``same_as``.
+    Runs of the same graph share one model (``reset_to``): the seeds of a variant, and variants
+    that differ only in ``GRAPH_FREE_KEYS`` (an initializer, a schedule): tracing is paid once per
+    graph, not per run. A variant whose configuration equals an earlier one's (a baseline that
+    changes only what one dimension changed already) is not trained again: its records are the
+    earlier ones', marked ``same_as``.
     """
     runs: list[dict[str, Any]] = []
     trained: dict[str, list[dict[str, Any]]] = {}
+    models: dict[str, keras.Model] = {}  # by graph_key; a handful of small models
     for variant in variants:
         key = json.dumps(variant.values, sort_keys=True, default=str)
         if key in trained:
@@ -204,21 +226,20 @@ def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Build
                     on_run(runs[-1])
             continue
         trained[key] = []
-        model = None
+        graph = graph_key(variant.values)
         for seed in seeds:
             # Python, NumPy and TensorFlow state as the train stage sets it: a run depends on its seed
             # alone, not on the runs before it in this process.
             keras.utils.set_random_seed(seed)
             fresh = build(variant, seed)
-            model = fresh if model is None else reset_to(model, fresh)
-            record = run_one(variant, seed, model, data, epochs, tracker)
+            models[graph] = reset_to(models[graph], fresh) if graph in models else fresh
+            record = run_one(variant, seed, models[graph], data, epochs, tracker)
             runs.append(record)
             trained[key].append(record)
             if on_run is not None:
                 on_run(record)
-        # TensorFlow keeps the graphs of every model built; a variant's are not needed after it
-        del model
-        keras.backend.clear_session()
+    models.clear()
+    keras.backend.clear_session()  # TensorFlow keeps ~10 MB per model built
     return runs
 
 
@@ -227,5 +248,6 @@ def ablation_seeds(seed: int, count: int) -> list[int]:
     return [(seed + i) % 2**31 for i in range(count)]
 
 
-__all__ = ["BASELINE", "BEST_NAME", "METRIC", "SCORE_COLUMNS", "AblationTracker", "Splits", "Variant", "ablation_seeds",
-           "model_builder", "plan_variants", "run_ablation", "run_one"]
+__all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "SCORE_COLUMNS", "AblationTracker", "Splits",
+           "Variant", "ablation_seeds", "graph_key", "model_builder", "plan_variants", "reset_to", "run_ablation",
+           "run_one"]

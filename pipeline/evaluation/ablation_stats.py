@@ -256,16 +256,15 @@ def ablation_verdicts(runs: Sequence[Mapping[str, Any]], best_values: Mapping[st
     verdicts: list[Verdict] = []
     for dim in dimensions:
         if dim == BASELINE:
-            for (d, name), scores in table.items():
+            for name in (value for d, value in table if d == BASELINE):
                 changes = ", ".join(f"{k} {label(v)}" for k, v in (baselines or {}).get(name, {}).items())
-                found = choice_verdict(f"baseline.{name}", {BEST_LABEL: table[BEST], name: scores}, min_effect,
-                                       metric=metric, note=f"{name}: {changes or '?'}, the rest as the best "
-                                                           "configuration") if d == BASELINE else None
+                found = choice_verdict(f"baseline.{name}", {BEST_LABEL: table[BEST], name: table[(BASELINE, name)]},
+                                       min_effect, metric=metric,
+                                       note=f"{name}: {changes or '?'}, the rest as the best configuration")
                 verdicts += [found] if found else []
             continue
         own = label(best_values.get(dim))
         groups = {own: table[BEST], **{value: s for (d, value), s in table.items() if d == dim}}
-        scope = f"{dim} changed alone from the best configuration ({own})"
         if dim == "init":
             if "zeros" in groups:
                 verdicts.append(chance_verdict("zero_init", groups["zeros"], num_classes, metric))
@@ -279,7 +278,7 @@ def ablation_verdicts(runs: Sequence[Mapping[str, Any]], best_values: Mapping[st
             found = family_verdict("lr_schedule.vs_constant", {
                 "a schedule": {k: v for k, v in groups.items() if k != "constant"},
                 "constant": {k: v for k, v in groups.items() if k == "constant"},
-            }, min_effect, metric=metric, note=scope)
+            }, min_effect, metric=metric)
             verdicts += [found] if found else []
         if dim in ("regularizer", "dropout") and BEST in gaps:
             by_gap = {own: gaps[BEST], **{value: s for (d, value), s in gaps.items() if d == dim}}
@@ -287,9 +286,10 @@ def ablation_verdicts(runs: Sequence[Mapping[str, Any]], best_values: Mapping[st
             found = family_verdict(f"regularization_gap.{dim}", {
                 f"with {dim}": {k: v for k, v in by_gap.items() if k not in without},
                 f"without {dim}": without,
-            }, min_effect, higher_is_better=False, metric="train-validation accuracy gap", note=scope)
+            }, min_effect, higher_is_better=False, metric="train-validation accuracy gap")
             verdicts += [found] if found else []
-        found = choice_verdict(verdict_id(dim), groups, min_effect, metric=metric, note=scope)
+        # the best configuration's value comes first in the note's means
+        found = choice_verdict(verdict_id(dim), groups, min_effect, metric=metric)
         verdicts += [found] if found else []
     return verdicts
 

@@ -1,12 +1,12 @@
-"""The final model: the search's top configurations retrained with ``fit_model``, checked, averaged.
+"""The final model: the search's best configurations retrained with ``fit_model``, checked, averaged.
 
-Each member is one distinct configuration from the search, retrained from scratch for the
-final budget. Its validation score is compared with the score the search reported for it:
-the search's score must be one that training can reach. A member that falls short by more
-than the tolerance is replaced by the trial's own best-epoch checkpoint (the model that
-earned the score), and the shortfall is reported. Several members are averaged (their
-softmax outputs) into one Keras model, which cancels much of one configuration's luck on a
-small validation split.
+Each member is a configuration from the search retrained from scratch for the final budget,
+with a seed of its own (the first with the search's seed). That first one's validation score
+is compared with the score the search reported: the search's score must be one that training
+can reach. One that falls short by more than the tolerance is replaced by the trial's own
+best-epoch checkpoint (the model that earned the score), and the shortfall is reported. The
+members are averaged (their softmax outputs) into one Keras model, which cancels much of one
+initialization's luck; members far below the best on validation are left out.
 """
 
 from __future__ import annotations
@@ -41,12 +41,15 @@ class Member:
     shortfall: float
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
+    in_ensemble: bool = True
+    seed: int = 0
     model: keras.Model | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {"trial_id": self.trial_id, "search_score": self.search_score,
                 "retrained_score": self.retrained_score, "score": self.score, "source": self.source,
-                "shortfall": round(self.shortfall, 6), "epochs_run": self.epochs_run}
+                "shortfall": round(self.shortfall, 6), "epochs_run": self.epochs_run,
+                "in_ensemble": self.in_ensemble, "seed": self.seed}
 
 
 def validation_score(model: keras.Model, x: np.ndarray, y: np.ndarray, objective: str) -> float:
@@ -69,13 +72,21 @@ class _Recorder(keras.callbacks.Callback):
             self.hook(self.index, epoch, logs)
 
 
-def train_member(index: int, candidate: dict[str, Any], build: Callable[[dict[str, Any]], keras.Model],
+Builder = Callable[[dict[str, Any], int], keras.Model]  # (values, seed) -> a compiled model
+
+
+def train_member(index: int, candidate: dict[str, Any], build: Builder,
                  data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, epochs: int, patience: int | None,
                  objective: str, seed: int, tolerance: float, on_epoch: EpochHook | None = None) -> Member:
-    """Retrain one configuration; fall back to its trial checkpoint when the retrained model falls short."""
+    """Retrain one configuration; fall back to its trial checkpoint when the retrained model falls short.
+
+    ``candidate`` may carry its own ``seed`` (weights, data order, dropout) and ``check: false``
+    for an extra seed of a configuration already checked against the search.
+    """
     x, y, x_val, y_val = data
     values = candidate["values"]
-    model = build(values)
+    seed = int(candidate.get("seed", seed))
+    model = build(values, seed)
     rows: list[dict[str, float]] = []
     callbacks: list[keras.callbacks.Callback] = [_Recorder(index, rows, on_epoch)]
     if patience is not None:
@@ -85,12 +96,13 @@ def train_member(index: int, candidate: dict[str, Any], build: Callable[[dict[st
     retrained = validation_score(model, x_val, y_val, objective)
     promised = float(candidate["score"])
     gap = shortfall(retrained, promised, objective)
-    member = Member(index, str(candidate["trial_id"]), values, promised, retrained, retrained, RETRAINED, gap,
-                    len(rows), rows, model)
-    if gap > tolerance:
+    member = Member(index=index, trial_id=str(candidate["trial_id"]), values=values, search_score=promised,
+                    retrained_score=retrained, score=retrained, source=RETRAINED, shortfall=gap, epochs_run=len(rows),
+                    history=rows, model=model, seed=seed)
+    if gap > tolerance and candidate.get("check", True):
         checkpoint = Path(candidate.get("trial_dir") or "") / TRIAL_CHECKPOINT_NAME
         if checkpoint.is_file():
-            fallback = build(values)
+            fallback = build(values, seed)
             load_training_state(fallback, checkpoint)
             kept = validation_score(fallback, x_val, y_val, objective)
             if shortfall(kept, retrained, objective) == 0.0:
@@ -122,11 +134,11 @@ class FinalModel:
         return [m for m in self.members if m.source == TRIAL_CHECKPOINT or m.shortfall > 0]
 
 
-def train_final(candidates: list[dict[str, Any]], build: Callable[[dict[str, Any]], keras.Model],
+def train_final(candidates: list[dict[str, Any]], build: Builder,
                 data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, epochs: int, patience: int | None,
-                objective: str, seed: int, tolerance: float, on_epoch: EpochHook | None = None,
+                objective: str, seed: int, tolerance: float, margin: float = 1.0, on_epoch: EpochHook | None = None,
                 on_member: Callable[[Member], None] | None = None) -> FinalModel:
-    """Retrain every candidate (best first) and average them; see the module docstring."""
+    """Retrain every candidate (best first) and average those within ``margin`` of the best member."""
     members = []
     for index, candidate in enumerate(candidates):
         keras.utils.set_random_seed(seed)
@@ -135,6 +147,11 @@ def train_final(candidates: list[dict[str, Any]], build: Callable[[dict[str, Any
         members.append(member)
         if on_member is not None:
             on_member(member)
-    model = average_ensemble([m.model for m in members], data[0].shape[1:])
-    score = members[0].score if len(members) == 1 else validation_score(model, data[2], data[3], objective)
+    pick = max if direction_of(objective) == "max" else min
+    best = pick(members, key=lambda m: m.score)
+    for member in members:
+        member.in_ensemble = shortfall(member.score, best.score, objective) <= margin
+    kept = [m for m in members if m.in_ensemble]
+    model = average_ensemble([m.model for m in kept], data[0].shape[1:])
+    score = kept[0].score if len(kept) == 1 else validation_score(model, data[2], data[3], objective)
     return FinalModel(model, members, score, objective)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.report.render import Document
-from pipeline.report.verdicts import ABLATION, fmt_p
+from pipeline.report.verdicts import ABLATION, Verdict, fmt_p, read_verdicts
 
 FIGURE_NAME = "ablation_effects.png"
 
@@ -40,6 +40,14 @@ def stale_reason(results: dict[str, Any], best: dict[str, Any]) -> str | None:
     if differ:
         return f"the ablation of another best configuration ({' and '.join(differ)} differ)"
     return None
+
+
+def _baseline_verdicts(path: Path) -> list[Verdict]:
+    """The ablation's verdicts on its named baselines: no search question has their ids."""
+    try:
+        return [v for v in read_verdicts(path) if v.question.startswith("baseline.")]
+    except (OSError, ValueError):
+        return []
 
 
 def _interval(stat: dict[str, Any]) -> str:
@@ -87,6 +95,13 @@ def section(doc: Document, results_path: Path | None, figures_dir: Path, best: d
                      f"{test['mean']:+.3f}" if isinstance(test, dict) else "-"])
     doc.table(["dimension", "variant value", f"best {metric}", f"variant {metric}", "difference", "95% CI",
                "paired t-test", "clear", "test accuracy difference"], rows)
+    for verdict in _baseline_verdicts(Path(results_path).parent / "verdicts.json"):
+        name = verdict.question.removeprefix("baseline.")
+        changes = (results.get("baselines") or {}).get(name, {})
+        own = results.get("best_values") or {}
+        doc.paragraph(f"Baseline {name} ({', '.join(f'{k} {v}' for k, v in changes.items())}; everything else as the "
+                      f"best configuration, which has {', '.join(f'{k} {own.get(k)}' for k in changes)}) against "
+                      f"the best configuration: {verdict.statement}.")
     for item in results.get("skipped") or []:
         doc.paragraph(f"Skipped {item['dimension']} = {item['value']}: {item['reason']}.")
     figure = Path(results_path).parent / "effects.png"

@@ -97,7 +97,8 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
                       f"{record['same_as']}, not trained again", flush=True)
                 return
             print(f"  run {len(done)}/{total} {record['variant']} seed {record['seed']}: {METRIC} "
-                  f"{record['val_accuracy']:.4f}, gap {record['gap']:+.4f} ({record['seconds']:.1f} s)", flush=True)
+                  f"{record['val_accuracy']:.4f}" + (f", gap {record['gap']:+.4f}" if "gap" in record else "")
+                  + f" ({record['seconds']:.1f} s)", flush=True)
 
         runs = run_ablation(variants, seeds, build, data, epochs, tracker=mlflow_run, on_run=on_run)
         found = effects(runs, seeds, (METRIC, *[c for c in SCORE_COLUMNS if c != METRIC]), config.min_effect)
@@ -115,7 +116,7 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
         }
         with replace_dir_atomic(ABLATE_DIR) as out_dir:
             _write(out_dir, results, verdicts)
-            effects_figure(found, METRIC, "best configuration", out_dir / FIGURE_FILE.name, config.min_effect,
+            effects_figure(found, METRIC, best["values"], out_dir / FIGURE_FILE.name, config.min_effect,
                            title=f"Ablation of trial {best.get('trial_id')}: {len(seeds)} seeds x {epochs} epochs")
         summary = {}
         for effect in found:

@@ -1,10 +1,10 @@
 """Stage ``train``: the search's best configurations retrained into ``models/model.keras``.
 
-Reads ``results/tune/best_hparams.json``, retrains its top ``train.ensemble`` distinct
-configurations for ``train.epochs`` (``pipeline.model.final``), warns when one falls short
-of the score the search reported, and saves their average as one model that takes raw
-pixels. Writes the per-epoch history for ``dvc plots`` and the MLflow run's ids for
-evaluate/register.
+Reads ``results/tune/best_hparams.json``, retrains its best ``train.configurations``
+configuration(s) with ``train.seeds`` seeds for ``train.epochs`` (``pipeline.model.final``),
+warns when a retrained configuration falls short of the score the search reported, and
+saves their average as one model that takes raw pixels. Writes the per-epoch history for
+``dvc plots`` and the MLflow run's ids for evaluate/register.
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
 
     tracking_uri = configure(params)
     objective = best.get("objective") or params.tune.objective
-    hypermodel = hypermodel_from_meta(params.search_space, meta, seed=params.seed, total_epochs=params.train.epochs)
 
     def complete(values: dict[str, Any]) -> Any:
         """The trial's values with the space's fixed ones: everything the training loop reads."""
@@ -77,11 +76,13 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
             raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: its values do not fit search_space in params.yaml "
                                 f"({error}); rerun `python -m pipeline tune`") from None
 
-    def build(values: dict[str, Any]) -> Any:
-        return hypermodel.build(complete(values))
+    def build(values: dict[str, Any], seed: int) -> Any:
+        return hypermodel_from_meta(params.search_space, meta, seed=seed,
+                                    total_epochs=params.train.epochs).build(complete(values))
 
-    candidates = [{**c, "values": dict(complete(c["values"]).values)}
-                  for c in candidates_of(best, params.train.ensemble)]
+    # Every configuration with train.seeds seeds; only the first is checked against the search.
+    candidates = [{**c, "values": dict(complete(c["values"]).values), "seed": params.seed + k, "check": k == 0}
+                  for c in candidates_of(best, params.train.configurations) for k in range(params.train.seeds)]
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
             "data_fingerprint": meta.get("fingerprint"), "stage": "train",
             "ensemble_trials": ",".join(str(c["trial_id"]) for c in candidates)}
@@ -94,9 +95,9 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
                   + "  ".join(f"{k} {logs[k]:.4f}" for k in HISTORY_COLUMNS[1:] if k in logs), flush=True)
 
         def on_member(member: Any) -> None:
-            print(f"member {member.index + 1}: trial {member.trial_id} retrained to {objective} "
+            print(f"member {member.index + 1}: trial {member.trial_id} retrained (seed {member.seed}) to {objective} "
                   f"{member.retrained_score:.4f} (search: {member.search_score:.4f})", flush=True)
-            if member.shortfall > params.train.reproduce_tolerance:
+            if member.shortfall > params.train.reproduce_tolerance and member.seed == params.seed:
                 kept = ("kept the trial's own checkpoint" if member.source != "retrained"
                         else "no trial checkpoint to fall back to; kept the retrained model")
                 print(f"warning: trial {member.trial_id} retrained to {objective} {member.retrained_score:.4f}, "
@@ -105,9 +106,14 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
 
         final = train_final(candidates, build, data, epochs=params.train.epochs,
                             patience=params.train.early_stopping_patience, objective=objective, seed=params.seed,
-                            tolerance=params.train.reproduce_tolerance, on_epoch=on_epoch, on_member=on_member)
-        short = [m for m in final.members if m.shortfall > params.train.reproduce_tolerance]
-        summary = {f"best_{objective}": final.score, "ensemble_size": len(final.members),
+                            tolerance=params.train.reproduce_tolerance, margin=params.train.ensemble_margin,
+                            on_epoch=on_epoch, on_member=on_member)
+        left_out = [m for m in final.members if not m.in_ensemble]
+        for m in left_out:
+            print(f"member {m.index + 1} (trial {m.trial_id}, {objective} {m.score:.4f}) left out of the average: "
+                  f"more than train.ensemble_margin {params.train.ensemble_margin} below the best member", flush=True)
+        short = [m for m in final.members if m.shortfall > params.train.reproduce_tolerance and m.seed == params.seed]
+        summary = {f"best_{objective}": final.score, "ensemble_size": len(final.members) - len(left_out),
                    "search_score": float(best["score"]) if best.get("score") is not None else final.score,
                    "epochs_run": final.members[0].epochs_run}
         for m in final.members:
@@ -138,6 +144,7 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
             "data": meta,
         }
     write_json_atomic(paths.TRAIN_RUN_FILE, json.loads(json.dumps(record, default=str)))
-    print(f"trained {len(final.members)} model(s): validation {objective} {final.score:.4f}; saved {paths.MODEL_FILE}; "
+    print(f"trained {len(final.members)} model(s), averaged {len(final.members) - len(left_out)}: validation "
+          f"{objective} {final.score:.4f}; saved {paths.MODEL_FILE}; "
           f"MLflow run {mlflow_run.run_name} ({mlflow_run.run_id})")
     return 0

@@ -8,7 +8,8 @@ fits a density to each (a tree-structured Parzen estimator, one factor per hyper
 draws candidates around the good trials and starts the one with the highest good/bad ratio.
 A fraction ``random_fraction`` of configurations stays uniformly random, so the search keeps
 exploring and its guarantees stay those of Hyperband. ``initial_points`` (Ray Tune's
-``points_to_evaluate``, Optuna's ``enqueue_trial``) are the first configurations it starts.
+``points_to_evaluate``, Optuna's ``enqueue_trial``) run first, each once for ``max_epochs``
+outside the brackets (bracket tag -1).
 
 It is a KerasTuner ``Oracle`` (a ``HyperbandOracle`` that overrides how it samples), so
 resuming, distributed workers and the MLflow logging work as with Hyperband. Search spaces
@@ -150,8 +151,10 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
             out.append((values, float(trial.score), int(values.get("tuner/epochs", self.max_epochs))))
         return out
 
-    def _random_values(self) -> dict[str, Any] | None:
-        # KerasTuner's hook for a bracket's new configuration (HyperbandOracle._random_trial).
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        # Initial points are prior knowledge: they run once for the full max_epochs, before and
+        # outside the brackets. In a bracket they would first be judged after one epoch, where a
+        # warmup schedule or batch norm still looks worse than it ends up.
         while self.initial_points_used < len(self.initial_points):
             point = self.initial_points[self.initial_points_used]
             self.initial_points_used += 1
@@ -159,7 +162,13 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
             if values is not None:
                 values.update(point)
                 if not self._duplicate(values):
-                    return values
+                    values.update({"tuner/epochs": self.max_epochs, "tuner/initial_epoch": 0,
+                                   "tuner/bracket": -1, "tuner/round": 0})
+                    return {"status": "RUNNING", "values": values}
+        return super().populate_space(trial_id)
+
+    def _random_values(self) -> dict[str, Any] | None:
+        # KerasTuner's hook for a bracket's new configuration (HyperbandOracle._random_trial).
         rng = np.random.default_rng([int(self.seed or 0), int(self._seed_state)])
         self._seed_state += 1
         if rng.random() >= self.random_fraction:

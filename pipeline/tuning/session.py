@@ -16,6 +16,10 @@ from typing import Any
 from pipeline import paths
 from pipeline.errors import PipelineError, TrackingError
 
+# How many distinct configurations best_hparams.json lists for train (train.configurations takes
+# the first ones): a constant, so that tune does not depend on the train section of params.yaml.
+TOP_CONFIGURATIONS = 5
+
 # Set for the fresh process that continues a search: the parent run it must end if it cannot start.
 CONTINUED_RUN_ENV = "PIPELINE_CONTINUED_SEARCH_RUN"
 
@@ -152,7 +156,7 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
         raise PipelineError(f"no trial finished ({metrics['failed']} failed); see {trials_file} for the errors")
     project_dir = Path(project_dir or Path(params.tune.directory) / f"search-{digest}")
     top = [candidate(r, objective, project_dir / f"trial_{r.trial_id}")
-           for r in top_configurations(records, objective, params.train.ensemble)]
+           for r in top_configurations(records, objective, TOP_CONFIGURATIONS)]
     best = best_hparams(best_trial, objective, top=top, tuner=params.tune.tuner,
                         search_run_id=search_run.run_id if search_run else None,
                         data_fingerprint=fingerprint, search_hash=digest)

@@ -247,7 +247,8 @@ def expected_trials(tune: Any) -> int:
                                         hyperband_iterations=tune.hyperband_iterations)
     # KerasTuner has no public count of a Hyperband iteration's trials; its bracket layout is.
     per_iteration = sum(oracle._get_size(b, r) for b in range(oracle._get_num_brackets()) for r in range(b + 1))
-    return per_iteration * tune.hyperband_iterations
+    initial = len(tune.initial_points) if tune.tuner == "bohb" else 0  # each runs once, outside the brackets
+    return per_iteration * tune.hyperband_iterations + initial
 
 
 def serve_oracle(oracle: Any, address: str, port: int, ready_line: str, poll: float = 0.5) -> None:

@@ -23,10 +23,11 @@ Every measured search runs in a fresh process (``--one METHOD SEED``): TensorFlo
 later models in a long-lived process. The same processes measure each method's fixed cost per
 trial (wall time beyond its epochs); ``--before COMMIT`` also measures the Hyperband of an
 older commit, in a temporary ``git worktree`` with that commit's own code, each seed followed
-by the same harness on this checkout (``--methods hyperband_before`` redoes only that pair). The default's child
-then retrains the search's top configurations with ``pipeline.model.final.train_final`` (the
-``train`` stage) to measure the gap between the search's validation score and the final
-model's. scikit-learn baselines (LogisticRegression, SVC) run on the same split.
+by the same harness on this checkout (``--methods hyperband_before`` redoes only that pair).
+The default's child then retrains the search's best configuration(s) with
+``pipeline.model.final.train_final`` as the ``train`` stage does (``train.configurations`` x
+``train.seeds`` members), to measure the gap between the search's validation score and the
+final model's. scikit-learn baselines (LogisticRegression, SVC) run on the same split.
 
     python bench/search_efficiency.py                      # 5 seeds, full digits, params.yaml
     python bench/search_efficiency.py --seeds 3
@@ -49,6 +50,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -190,7 +192,7 @@ def method_params(method: str, seed: int, smoke: bool, workdir: Path) -> Any:
     """params.yaml (or the smoke settings) as the pipeline validates it, changed only where ``method`` needs."""
     from pipeline.config import parse_params
 
-    raw = {"search_space": SMOKE_SPACE, "tune": dict(SMOKE_TUNE), "train": {"epochs": 1, "ensemble": 1}} if smoke \
+    raw = {"search_space": SMOKE_SPACE, "tune": dict(SMOKE_TUNE), "train": {"epochs": 1, "seeds": 1}} if smoke \
         else params_yaml()
     tune = {**raw.get("tune", {}), "directory": str(workdir / "tuner"), "resume": False, "trials_per_process": 0}
     if method != DEFAULT:
@@ -346,16 +348,16 @@ def retrain_gap(params: Any, best: dict[str, Any], splits: dict, meta: dict) -> 
     import keras
     import numpy as np
 
-    from pipeline.model.final import train_final
+    from pipeline.model.final import member_plan, train_final
     from pipeline.model.hypermodel import CNNHyperModel
     from pipeline.model.space import hyperparameters_from_values
     from pipeline.stages.train import candidates_of
 
     (x, y), (x_val, y_val), (x_test, y_test) = splits["train"], splits["validation"], splits["test"]
-    hypermodel = CNNHyperModel(space=params.search_space, input_shape=x.shape[1:], num_classes=meta["num_classes"],
-                               seed=params.seed, total_epochs=params.train.epochs)
 
-    def build(values: dict[str, Any]) -> Any:
+    def build(values: dict[str, Any], seed: int) -> Any:
+        hypermodel = CNNHyperModel(space=params.search_space, input_shape=x.shape[1:],
+                                   num_classes=meta["num_classes"], seed=seed, total_epochs=params.train.epochs)
         return hypermodel.build(hyperparameters_from_values(params.search_space, values))
 
     def test_accuracy(model: Any) -> float:
@@ -363,14 +365,17 @@ def retrain_gap(params: Any, best: dict[str, Any], splits: dict, meta: dict) -> 
         return float(np.mean(np.argmax(probs, axis=1) == y_test))
 
     objective = best.get("objective") or params.tune.objective
-    candidates = candidates_of(best, params.train.ensemble)
+    candidates = [{**c, "values": dict(hyperparameters_from_values(params.search_space, c["values"]).values)}
+                  for c in member_plan(candidates_of(best), params.train.configurations, params.train.seeds,
+                                       params.seed)]
     start = time.perf_counter()
     final = train_final(candidates, build, (x, y, x_val, y_val), epochs=params.train.epochs,
                         patience=params.train.early_stopping_patience, objective=objective, seed=params.seed,
-                        tolerance=params.train.reproduce_tolerance)
+                        tolerance=params.train.reproduce_tolerance, margin=params.train.ensemble_margin)
     return {"objective": objective, "search_score": float(best["score"]), "final_score": final.score,
             "final_test_accuracy": test_accuracy(final.model), "seconds": time.perf_counter() - start,
             "epochs": params.train.epochs, "ensemble": len(final.members),
+            "configurations": params.train.configurations, "seeds": params.train.seeds,
             "members": [{**m.summary(), "test_accuracy": test_accuracy(m.model)} for m in final.members]}
 
 
@@ -545,6 +550,7 @@ def worktree(commit: str) -> Iterator[Path]:
     finally:
         subprocess.run(["git", "-C", str(common.REPO), "worktree", "remove", "--force", str(path)],
                        capture_output=True)
+        shutil.rmtree(path.parent, ignore_errors=True)  # mkdtemp's folder around it
 
 
 def plot(runs: list[dict[str, Any]], methods: list[str], budgets: dict[int, dict], path: Path) -> None:
@@ -642,7 +648,8 @@ def retrain_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "gap": retrain["final_score"] - retrain["search_score"],
                     "final_test_accuracy": retrain["final_test_accuracy"],
                     "search_best_epoch_test_accuracy": best["test"] if best else None,
-                    "ensemble": retrain["ensemble"], "epochs": retrain["epochs"], "members": retrain["members"]})
+                    "ensemble": retrain["ensemble"], "epochs": retrain["epochs"], "members": retrain["members"],
+                    **{k: retrain[k] for k in ("configurations", "seeds") if k in retrain}})
     return out
 
 
@@ -650,7 +657,8 @@ def retrain_table(rows: list[dict[str, Any]]) -> str:
     table = []
     for r in rows:
         members = "; ".join(f"{m['search_score']:.3f}->{m['retrained_score']:.3f}"
-                            + ("" if m["source"] == "retrained" else f" ({m['source']})") for m in r["members"])
+                            + ("" if m["source"] == "retrained" else f" ({m['source']})")
+                            + ("" if m.get("in_ensemble", True) else " (left out)") for m in r["members"])
         table.append([r["seed"], f"{r['search_score']:.4f}", f"{r['final_score']:.4f}", f"{r['gap']:+.4f}",
                       members, f"{r['final_test_accuracy']:.4f}", f"{r['search_best_epoch_test_accuracy']:.4f}"])
     if len(rows) > 1:
@@ -699,19 +707,22 @@ def section(result: dict[str, Any], plot_path: Path) -> str:
                                       f"{v['fit_seconds']:.2f}"] for k, v in result["baselines"].items()]) + "\n"]
     if result["retrain"]:
         r0 = result["retrain"][0]
-        parts += [f"**Search score vs the final model** (`train_final` on the default's best_hparams `top`: "
-                  f"{r0['ensemble']} configurations retrained {r0['epochs']} epochs and averaged, as the train stage "
-                  "does)\n", retrain_table(result["retrain"]) + "\n"]
+        # results measured before train.configurations/seeds existed retrained the top distinct configurations
+        how = (f"the best {r0['configurations']} configuration(s) x {r0['seeds']} seeds" if "seeds" in r0
+               else f"the top {r0['ensemble']} distinct configurations (`train.ensemble`, the train stage then)")
+        parts += [f"**Search score vs the final model** (`train_final` on the default's best_hparams, as the train "
+                  f"stage does: {how}, retrained {r0['epochs']} epochs and averaged)\n",
+                  retrain_table(result["retrain"]) + "\n"]
     parts.append(f"Plot: `{shown}` (best validation accuracy so far vs fraction of the default's epochs and wall "
                  "time). Peers run until they have spent both budgets (Hyperband-family peers with "
                  f"hyperband_iterations {PEER_ITERATIONS}, random/bayesian with max_trials {PEER_MAX_TRIALS}); each "
                  "search in a fresh process, tracking off. Reading: see the notes below.")
     merged = result.get("merged_from")
     if merged is not None:
-        rerun = ", ".join(label(m, before.get("commit")) for m in merged["rerun_methods"])
-        parts.append(f"\nRerun of {rerun} only (the command below), "
-                     f"at the budgets of the run of {merged['date']} (`{merged['command']}`, git "
-                     f"{merged['git_commit']}), whose other rows are kept.")
+        rerun = ", ".join(label(m, before.get("commit")) if m != BEFORE
+                          else f"the {before.get('commit')}/now fixed-cost pair" for m in merged["rerun_methods"])
+        parts.append(f"\nRerun of {rerun} only (the command below), merged into the run of {merged['date']} "
+                     f"(`{merged['command']}`, git {merged['git_commit']}; its budgets), whose other rows are kept.")
     return "\n".join(parts)
 
 

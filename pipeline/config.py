@@ -244,6 +244,9 @@ class AblateConfig(Section):
     # A variant is called better or worse only when the paired test says so *and* its mean effect
     # on validation accuracy is at least this large.
     min_effect: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
+    # Processes that train the runs, each with its share of the cores (1: in the stage's own
+    # process). Many small networks train faster side by side than with TensorFlow's threads.
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
     # search_space key -> values to try in place of the best configuration's own ([] skips the key)
     dimensions: dict[str, tuple[Any, ...]] = DEFAULT_ABLATIONS
     # name -> {search_space key: value, ...}: variants that change several keys together ({} for none)

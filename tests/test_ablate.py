@@ -122,7 +122,7 @@ def test_verdict_ids_match_the_reports() -> None:
 
 # ------------------------------------------------------------------ variants and configuration
 def test_variants_skip_the_best_configurations_own_values() -> None:
-    from pipeline.evaluation.ablation import plan_variants
+    from pipeline.evaluation.ablation_plan import plan_variants
 
     best = {"init": "he_normal", "optimizer": "sgd", "lr_schedule": "constant", "dropout": 0.0}
     variants, skipped = plan_variants(best, {"init": ["zeros", "he_normal"], "dropout": [0, 0.25],
@@ -133,6 +133,27 @@ def test_variants_skip_the_best_configurations_own_values() -> None:
     assert variants[1].values == {**best, "init": "zeros"} and variants[1].changes == {"init": "zeros"}
     assert [(s["dimension"], s["value"]) for s in skipped] == [("init", "he_normal"), ("dropout", 0),
                                                                ("baseline", "plain_sgd")]
+
+
+def test_work_is_shared_by_graph_and_duplicates_train_once() -> None:
+    from pipeline.evaluation import ablation_plan as plan
+
+    best = {"init": "he_normal", "optimizer": "nesterov", "lr_schedule": "constant", "dropout": 0.0}
+    variants, _ = plan.plan_variants(best, {"init": ["zeros"], "optimizer": ["sgd"], "lr_schedule": ["cosine"],
+                                            "dropout": [0.25]},
+                                     {"plain_sgd": {"optimizer": "sgd", "lr_schedule": "constant"}})
+    unique, aliases = plan.unique_variants(variants)
+    assert aliases == {"baseline=plain_sgd": "optimizer=sgd"}  # the best already runs at a constant rate
+    groups = plan.work_groups(unique)
+    # init and schedule change no graph: they train in the best configuration's model
+    assert [v.name for v in groups[0]] == ["best", "init=zeros", "lr_schedule=cosine"]
+    shares = plan.share_out(groups, 2)
+    assert sorted(len(share) for share in shares) == [2, 3]
+    runs = [{"variant": v.name, "seed": seed, "val_accuracy": 0.5} for v in unique for seed in (0, 1)]
+    everything = plan.with_duplicates(variants, aliases, runs, [0, 1])
+    assert [(r["variant"], r["seed"]) for r in everything][-2:] == [("baseline=plain_sgd", 0),
+                                                                    ("baseline=plain_sgd", 1)]
+    assert everything[-1]["same_as"] == "optimizer=sgd" and everything[-1]["dimension"] == "baseline"
 
 
 def test_bad_ablation_params_fail_in_one_line() -> None:

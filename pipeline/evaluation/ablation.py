@@ -16,7 +16,6 @@ validation accuracy.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,72 +24,27 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
+from pipeline.evaluation.ablation_plan import (
+    BASELINE,
+    BEST_NAME,
+    GRAPH_FREE_KEYS,
+    METRIC,
+    SCORE_COLUMNS,
+    Variant,
+    ablation_seeds,
+    graph_key,
+    plan_variants,
+    unique_variants,
+    with_duplicates,
+)
 from pipeline.hparams import Fixed
 from pipeline.model.final import validation_score
 from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
 from pipeline.model.training import fit_model
 
-METRIC = "val_accuracy"
 # The runs whose train-validation gap a verdict uses (the best configuration's too); the others skip
 # the pass over the training set.
 GAP_DIMENSIONS = (None, "regularizer", "dropout")
-SCORE_COLUMNS = ("val_accuracy", "test_accuracy", "gap")
-BEST_NAME = "best"
-
-
-BASELINE = "baseline"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """The best configuration (``dimension`` None), it with ``dimension`` set to ``value``, or a named
-    baseline (``dimension`` "baseline", ``value`` its name) that changes several keys at once."""
-
-    dimension: str | None
-    value: Any
-    values: dict[str, Any]
-    changes: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return BEST_NAME if self.dimension is None else f"{self.dimension}={self.value}"
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as configuration values: 0 and 0.0 are the same dropout, True and 1 are not the same flag."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b
-
-
-def plan_variants(best_values: Mapping[str, Any], dimensions: Mapping[str, Sequence[Any]],
-                  baselines: Mapping[str, Mapping[str, Any]] | None = None,
-                  ) -> tuple[list[Variant], list[dict[str, Any]]]:
-    """The best configuration first, one variant per (dimension, other value), then the baselines; and what
-    was skipped.
-
-    A listed value equal to the best configuration's own is skipped (it is the reference); a list
-    inside the list stands for its first value that differs from the best's own, so
-    ``[[constant, cosine]]`` runs one variant, whichever side of the question the best is on.
-    A baseline that the best configuration already is, is skipped too.
-    """
-    variants = [Variant(None, None, dict(best_values), {})]
-    skipped = []
-    for dimension, alternatives in dimensions.items():
-        own = best_values.get(dimension)
-        picked = [next((v for v in item if not _same(v, own)), item[0]) if isinstance(item, (list, tuple)) else item
-                  for item in alternatives]
-        for value in dict.fromkeys(picked):
-            if _same(value, own):
-                skipped.append({"dimension": dimension, "value": value, "reason": "the best configuration's own value"})
-            else:
-                variants.append(Variant(dimension, value, {**best_values, dimension: value}, {dimension: value}))
-    for name, changes in (baselines or {}).items():
-        if all(_same(value, best_values.get(key)) for key, value in changes.items()):
-            skipped.append({"dimension": BASELINE, "value": name, "reason": "the best configuration is this baseline"})
-        else:
-            variants.append(Variant(BASELINE, name, {**best_values, **changes}, dict(changes)))
-    return variants, skipped
 
 
 class AblationTracker(Protocol):
@@ -190,42 +144,20 @@ def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epoch
             "status": status, "run_id": run_id, "seconds": round(time.monotonic() - started, 2), **scores}
 
 
-# Keys that change only the initial weights or the learning rate the schedule callback assigns each
-# batch: variants differing in nothing else train the same graph, so they share one model (and its
-# traced train step) with the best configuration.
-GRAPH_FREE_KEYS = frozenset({"init", "init_stddev", "learning_rate", "lr_schedule", "step_decay_factor",
-                             "step_decay_epochs", "exp_decay_rate", "cosine_floor", "restart_epochs", "restart_mult",
-                             "warmup_epochs"})
-
-
-def graph_key(values: Mapping[str, Any]) -> str:
-    return json.dumps({k: v for k, v in values.items() if k not in GRAPH_FREE_KEYS}, sort_keys=True, default=str)
-
-
 def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Builder, data: Splits, epochs: int,
                  tracker: AblationTracker | None = None,
                  on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Every variant at every seed, one variant after the other.
+    """Every variant at every seed in this process, one variant after the other.
 
     Runs of the same graph share one model (``reset_to``): the seeds of a variant, and variants
     that differ only in ``GRAPH_FREE_KEYS`` (an initializer, a schedule): tracing is paid once per
-    graph, not per run. A variant whose configuration equals an earlier one's (a baseline that
-    changes only what one dimension changed already) is not trained again: its records are the
-    earlier ones', marked ``same_as``.
+    graph, not per run. A variant whose configuration equals an earlier one's is not trained
+    again (``unique_variants``): its records are the earlier ones', marked ``same_as``.
     """
+    unique, aliases = unique_variants(variants)
     runs: list[dict[str, Any]] = []
-    trained: dict[str, list[dict[str, Any]]] = {}
     models: dict[str, keras.Model] = {}  # by graph_key; a handful of small models
-    for variant in variants:
-        key = json.dumps(variant.values, sort_keys=True, default=str)
-        if key in trained:
-            for record in trained[key]:
-                runs.append({**record, "variant": variant.name, "dimension": variant.dimension,
-                             "value": variant.value, "same_as": record["variant"], "seconds": 0.0})
-                if on_run is not None:
-                    on_run(runs[-1])
-            continue
-        trained[key] = []
+    for variant in unique:
         graph = graph_key(variant.values)
         for seed in seeds:
             # Python, NumPy and TensorFlow state as the train stage sets it: a run depends on its seed
@@ -233,19 +165,17 @@ def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Build
             keras.utils.set_random_seed(seed)
             fresh = build(variant, seed)
             models[graph] = reset_to(models[graph], fresh) if graph in models else fresh
-            record = run_one(variant, seed, models[graph], data, epochs, tracker)
-            runs.append(record)
-            trained[key].append(record)
+            runs.append(run_one(variant, seed, models[graph], data, epochs, tracker))
             if on_run is not None:
-                on_run(record)
+                on_run(runs[-1])
     models.clear()
     keras.backend.clear_session()  # TensorFlow keeps ~10 MB per model built
-    return runs
-
-
-def ablation_seeds(seed: int, count: int) -> list[int]:
-    """``count`` consecutive seeds from the project's ``seed`` (another ``seed``, another set of runs)."""
-    return [(seed + i) % 2**31 for i in range(count)]
+    everything = with_duplicates(variants, aliases, runs, seeds)
+    if on_run is not None:
+        for record in everything:
+            if record.get("same_as"):
+                on_run(record)
+    return everything
 
 
 __all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "SCORE_COLUMNS", "AblationTracker", "Splits",

@@ -51,7 +51,7 @@ def effects_figure(effects: Sequence[Mapping[str, Any]], metric: str, best_value
     axes.set_xscale("symlog", linthresh=LINEAR_BAND, linscale=1.5)
     axes.set_yticks(range(len(rows)), labels)
     axes.set_ylim(len(rows) - 0.5, -0.6)
-    band = f"; grey: |mean| < min_effect {min_effect:g}" if min_effect > 0 else ""
+    band = f", grey: |mean| < {min_effect:g}" if min_effect > 0 else ""
     axes.set_xlabel(f"{metric}: variant - best configuration (the zero line)\n"
                     f"diamond: mean, bar: 95% CI, dots: seeds{band}", fontsize=9)
     axes.grid(axis="x", alpha=0.3)

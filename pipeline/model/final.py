@@ -52,6 +52,13 @@ class Member:
                 "in_ensemble": self.in_ensemble, "seed": self.seed}
 
 
+def member_plan(candidates: list[dict[str, Any]], configurations: int, seeds: int,
+                base_seed: int) -> list[dict[str, Any]]:
+    """The members to train: the first ``configurations`` candidates, each with seeds ``base_seed``,
+    ``base_seed + 1``, ...; only the search's own seed is checked against the search's score."""
+    return [{**c, "seed": base_seed + k, "check": k == 0} for c in candidates[:configurations] for k in range(seeds)]
+
+
 def validation_score(model: keras.Model, x: np.ndarray, y: np.ndarray, objective: str) -> float:
     """Accuracy or cross-entropy of ``model``'s predictions (compiled or not, e.g. an ensemble)."""
     proba = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)

@@ -11,6 +11,7 @@ verdicts.json (the report's evidence, ``evidence: "ablation"``) and effects.png.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,31 +48,24 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     keys = [*config.dimensions, *(key for changes in config.baselines.values() for key in changes)]
     missing = list(dict.fromkeys(key for key in keys if key not in best["values"]))
     if missing:
-        raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: no value for ablate.dimensions key(s) {', '.join(missing)}; "
+        raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: no value for {', '.join(missing)} (named in ablate); "
                             "rerun `python -m pipeline tune`")
     epochs = config.epochs or params.train.epochs
 
-    from pipeline.data.store import load_meta, load_split
-    from pipeline.evaluation.ablation import (
-        METRIC,
-        SCORE_COLUMNS,
-        Splits,
-        ablation_seeds,
-        model_builder,
-        plan_variants,
-        run_ablation,
-    )
+    from pipeline.data.store import load_meta
+    from pipeline.evaluation.ablation_plan import METRIC, SCORE_COLUMNS, ablation_seeds, plan_variants
     from pipeline.evaluation.ablation_plot import effects_figure
     from pipeline.evaluation.ablation_stats import ablation_verdicts, describe, effects
     from pipeline.tracking.ablation_run import AblationRun
     from pipeline.tracking.store import configure
 
     meta = load_meta(paths.PROCESSED_DIR)
-    data = Splits(*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"),
-                  *load_split(paths.PROCESSED_DIR, "test"))
+    searched_on = best.get("data_fingerprint")
+    if searched_on and meta.get("fingerprint") and searched_on != meta["fingerprint"]:
+        print(f"warning: {paths.BEST_HPARAMS_FILE} comes from a search on other data (fingerprint {searched_on}, "
+              f"now {meta['fingerprint']}); its best configuration is ablated on this data", file=sys.stderr)
     variants, skipped = plan_variants(best["values"], config.dimensions, config.baselines)
     seeds = ablation_seeds(params.seed, config.seeds)
-    build = model_builder(params.search_space, meta["input_shape"], meta["num_classes"], epochs)
     total = len(variants) * len(seeds)
     print(f"ablate: {len(variants) - 1} variant(s) of the best configuration (trial {best.get('trial_id')}) and "
           f"itself, {len(seeds)} seeds, {epochs} epochs: {total} runs", flush=True)
@@ -81,13 +75,12 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     tracking_uri = configure(params)
     settings = {"seeds": ",".join(map(str, seeds)), "epochs": epochs, "min_effect": config.min_effect,
                 "metric": METRIC, "dimensions": json.dumps({k: list(v) for k, v in config.dimensions.items()}),
-                "baselines": json.dumps(config.baselines),
-                "variants": len(variants) - 1}
+                "baselines": json.dumps(config.baselines), "variants": len(variants) - 1, "workers": config.workers}
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"), "stage": "ablate",
             "data_fingerprint": meta.get("fingerprint")}
     started = time.monotonic()
-    with AblationRun(tracking_uri, params.mlflow.experiment, settings, tags) as mlflow_run:
-        mlflow_run.child_tags = {"data_fingerprint": str(meta.get("fingerprint"))}
+    with AblationRun(tracking_uri, params.mlflow.experiment, settings, tags,
+                     child_tags={"data_fingerprint": str(meta.get("fingerprint"))}) as mlflow_run:
         done = []
 
         def on_run(record: dict[str, Any]) -> None:
@@ -100,7 +93,7 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
                   f"{record['val_accuracy']:.4f}" + (f", gap {record['gap']:+.4f}" if "gap" in record else "")
                   + f" ({record['seconds']:.1f} s)", flush=True)
 
-        runs = run_ablation(variants, seeds, build, data, epochs, tracker=mlflow_run, on_run=on_run)
+        runs = _train(params, variants, seeds, epochs, meta, mlflow_run, on_run)
         found = effects(runs, seeds, (METRIC, *[c for c in SCORE_COLUMNS if c != METRIC]), config.min_effect)
         verdicts = ablation_verdicts(runs, best["values"], seeds, meta["num_classes"], config.min_effect, METRIC,
                                      config.baselines)
@@ -135,3 +128,20 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
           f"({mlflow_run.run_id})")
     return 0
 
+
+def _train(params, variants: list[Any], seeds: list[int], epochs: int, meta: dict[str, Any],  # noqa: ANN001
+           mlflow_run: Any, on_run: Any) -> list[dict[str, Any]]:
+    """The runs, in ``ablate.workers`` worker processes or (1) in this one."""
+    if params.ablate.workers > 1:
+        from pipeline.evaluation.ablation_workers import run_in_workers
+
+        return run_in_workers(variants, seeds, epochs, workers=params.ablate.workers,
+                              search_space=params.search_space.model_dump(mode="json"),
+                              data_dir=str(paths.PROCESSED_DIR), tracking=mlflow_run.child_settings(), on_run=on_run)
+    from pipeline.data.store import load_split
+    from pipeline.evaluation.ablation import Splits, model_builder, run_ablation
+
+    data = Splits(*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"),
+                  *load_split(paths.PROCESSED_DIR, "test"))
+    build = model_builder(params.search_space, meta["input_shape"], meta["num_classes"], epochs)
+    return run_ablation(variants, seeds, build, data, epochs, tracker=mlflow_run, on_run=on_run)

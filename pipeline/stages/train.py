@@ -29,13 +29,13 @@ def read_best_hparams(path: Any = paths.BEST_HPARAMS_FILE) -> dict[str, Any]:
     return best
 
 
-def candidates_of(best: dict[str, Any], count: int) -> list[dict[str, Any]]:
-    """The configurations to retrain: ``top`` of best_hparams.json, or just the best one (older files)."""
+def candidates_of(best: dict[str, Any]) -> list[dict[str, Any]]:
+    """The configurations to retrain, best first: ``top`` of best_hparams.json, or the best one (older files)."""
     top = [c for c in best.get("top") or [] if isinstance(c, dict) and isinstance(c.get("values"), dict)]
     if not top:
         top = [{"trial_id": best.get("trial_id"), "score": best.get("score"), "values": best["values"],
                 "trial_dir": None}]
-    return top[:count]
+    return top
 
 
 def history_csv(rows: list[dict[str, Any]]) -> str:
@@ -60,7 +60,7 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
 
     from pipeline.atomic import replace_atomic, write_json_atomic, write_text_atomic
     from pipeline.model.export import with_input_preprocessing
-    from pipeline.model.final import train_final
+    from pipeline.model.final import member_plan, train_final
     from pipeline.model.hypermodel import hypermodel_from_meta, hyperparameters_from_values
     from pipeline.tracking.store import configure
     from pipeline.tracking.train_run import TrainRun
@@ -80,9 +80,9 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
         return hypermodel_from_meta(params.search_space, meta, seed=seed,
                                     total_epochs=params.train.epochs).build(complete(values))
 
-    # Every configuration with train.seeds seeds; only the first is checked against the search.
-    candidates = [{**c, "values": dict(complete(c["values"]).values), "seed": params.seed + k, "check": k == 0}
-                  for c in candidates_of(best, params.train.configurations) for k in range(params.train.seeds)]
+    candidates = [{**c, "values": dict(complete(c["values"]).values)}
+                  for c in member_plan(candidates_of(best), params.train.configurations, params.train.seeds,
+                                       params.seed)]
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
             "data_fingerprint": meta.get("fingerprint"), "stage": "train",
             "ensemble_trials": ",".join(str(c["trial_id"]) for c in candidates)}

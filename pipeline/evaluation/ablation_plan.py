@@ -1,0 +1,158 @@
+"""Which runs an ablation makes: the variants of the best configuration, and how runs can share work.
+
+Plain Python (no TensorFlow): the stage plans here, and hands the runs to
+``pipeline.evaluation.ablation`` in this process or to worker processes
+(``pipeline.evaluation.ablation_workers``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+BEST_NAME = "best"
+BASELINE = "baseline"  # the dimension of a named baseline
+# The decision metric. Validation, not test: the test split stays out of every decision, so the
+# evaluate stage's test accuracy remains an unbiased estimate (test_accuracy is recorded, for information).
+METRIC = "val_accuracy"
+SCORE_COLUMNS = ("val_accuracy", "test_accuracy", "gap")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The best configuration (``dimension`` None), it with ``dimension`` set to ``value``, or a named
+    baseline (``dimension`` "baseline", ``value`` its name) that changes several keys at once."""
+
+    dimension: str | None
+    value: Any
+    values: dict[str, Any]
+    changes: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return BEST_NAME if self.dimension is None else f"{self.dimension}={self.value}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Variant:
+        return cls(data["dimension"], data["value"], dict(data["values"]), dict(data["changes"]))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as configuration values: 0 and 0.0 are the same dropout, True and 1 are not the same flag."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def plan_variants(best_values: Mapping[str, Any], dimensions: Mapping[str, Sequence[Any]],
+                  baselines: Mapping[str, Mapping[str, Any]] | None = None,
+                  ) -> tuple[list[Variant], list[dict[str, Any]]]:
+    """The best configuration first, one variant per (dimension, other value), then the baselines; and what
+    was skipped.
+
+    A listed value equal to the best configuration's own is skipped (it is the reference); a list
+    inside the list stands for its first value that differs from the best's own, so
+    ``[[constant, cosine]]`` runs one variant, whichever side of the question the best is on.
+    A baseline that the best configuration already is, is skipped too.
+    """
+    variants = [Variant(None, None, dict(best_values), {})]
+    skipped = []
+    for dimension, alternatives in dimensions.items():
+        own = best_values.get(dimension)
+        picked = [next((v for v in item if not _same(v, own)), item[0]) if isinstance(item, (list, tuple)) else item
+                  for item in alternatives]
+        for value in dict.fromkeys(picked):
+            if _same(value, own):
+                skipped.append({"dimension": dimension, "value": value, "reason": "the best configuration's own value"})
+            else:
+                variants.append(Variant(dimension, value, {**best_values, dimension: value}, {dimension: value}))
+    for name, changes in (baselines or {}).items():
+        if all(_same(value, best_values.get(key)) for key, value in changes.items()):
+            skipped.append({"dimension": BASELINE, "value": name, "reason": "the best configuration is this baseline"})
+        else:
+            variants.append(Variant(BASELINE, name, {**best_values, **changes}, dict(changes)))
+    return variants, skipped
+
+
+# Keys that change only the initial weights or the learning rate the schedule callback assigns each
+# batch: variants differing in nothing else train the same graph, so they share one model (and its
+# traced train step) with the best configuration.
+GRAPH_FREE_KEYS = frozenset({"init", "init_stddev", "learning_rate", "lr_schedule", "step_decay_factor",
+                             "step_decay_epochs", "exp_decay_rate", "cosine_floor", "restart_epochs", "restart_mult",
+                             "warmup_epochs"})
+
+
+def graph_key(values: Mapping[str, Any]) -> str:
+    return json.dumps({k: v for k, v in values.items() if k not in GRAPH_FREE_KEYS}, sort_keys=True, default=str)
+
+
+def config_key(values: Mapping[str, Any]) -> str:
+    return json.dumps(dict(values), sort_keys=True, default=str)
+
+
+def unique_variants(variants: Sequence[Variant]) -> tuple[list[Variant], dict[str, str]]:
+    """The variants with a configuration of their own, and ``{duplicate name: name of the one it equals}``.
+
+    A baseline that changes only what one dimension changed already (plain_sgd when the best
+    configuration runs at a constant rate) is that variant: trained once, reported under both names.
+    """
+    first: dict[str, Variant] = {}
+    aliases = {}
+    for variant in variants:
+        key = config_key(variant.values)
+        if key in first:
+            aliases[variant.name] = first[key].name
+        else:
+            first[key] = variant
+    return list(first.values()), aliases
+
+
+def with_duplicates(variants: Sequence[Variant], aliases: Mapping[str, str], runs: Sequence[dict[str, Any]],
+                    seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Every variant's records in plan order (seeds in order), a duplicate's copied from its original."""
+    by_name: dict[str, dict[int, dict[str, Any]]] = {}
+    for run in runs:
+        by_name.setdefault(run["variant"], {})[run["seed"]] = run
+    out = []
+    for variant in variants:
+        original = aliases.get(variant.name)
+        for seed in seeds:
+            record = by_name.get(original or variant.name, {}).get(seed)
+            if record is None:
+                continue
+            if original:
+                record = {**record, "variant": variant.name, "dimension": variant.dimension, "value": variant.value,
+                          "same_as": original, "seconds": 0.0}
+            out.append(record)
+    return out
+
+
+def work_groups(variants: Sequence[Variant]) -> list[list[Variant]]:
+    """The variants grouped by graph (runs in a group share one traced model), largest group first."""
+    groups: dict[str, list[Variant]] = {}
+    for variant in variants:
+        groups.setdefault(graph_key(variant.values), []).append(variant)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def share_out(groups: Sequence[Sequence[Variant]], workers: int) -> list[list[Variant]]:
+    """Groups dealt to ``workers`` (largest first, each to the least loaded), empty shares dropped."""
+    shares: list[list[Variant]] = [[] for _ in range(max(1, workers))]
+    for group in sorted(groups, key=len, reverse=True):
+        min(shares, key=len).extend(group)
+    return [share for share in shares if share]
+
+
+def ablation_seeds(seed: int, count: int) -> list[int]:
+    """``count`` consecutive seeds from the project's ``seed`` (another ``seed``, another set of runs)."""
+    return [(seed + i) % 2**31 for i in range(count)]
+
+
+__all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "SCORE_COLUMNS", "Variant", "ablation_seeds",
+           "config_key", "graph_key", "plan_variants", "share_out", "unique_variants", "with_duplicates",
+           "work_groups"]

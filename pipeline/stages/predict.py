@@ -31,10 +31,10 @@ def _load_model(uri: str) -> tuple[Any, dict[str, Any]]:
         from pipeline.data.store import load_meta
 
         return load_model_file(Path(uri)), load_meta(paths.PROCESSED_DIR)
-    if not uri.startswith(("models:/", "runs:/")):
-        raise PipelineError(f"--model {uri}: expected models:/<name>@<alias>, models:/<name>/<version>, "
-                            "runs:/<run id>/model or a .keras file")
     from pipeline.tracking import registry
+
+    if not registry.is_model_uri(uri):
+        raise PipelineError(f"--model {uri}: expected {registry.MODEL_URI_FORMS} or a .keras file")
 
     register_custom_objects()
     meta = registry.data_metadata(uri)
@@ -53,8 +53,10 @@ def format_prediction(file: Path, proba: np.ndarray, class_names: list[str], top
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     if args.top < 1:
         raise PipelineError(f"--top {args.top}: allowed: 1 or more")
-    uri = args.model or f"models:/{params.register.model_name}@champion"
-    if "://" in uri or uri.startswith(("models:/", "runs:/")):
+    from pipeline.tracking.registry import champion_uri, is_model_uri
+
+    uri = args.model or champion_uri(params.register.model_name)
+    if "://" in uri or is_model_uri(uri):
         from pipeline.tracking.store import configure
 
         configure(params)

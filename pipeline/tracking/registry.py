@@ -206,3 +206,18 @@ def load_keras(uri: str) -> Any:
         return mlflow.keras.load_model(uri)
     except MlflowException as error:
         raise TrackingError(_describe_missing(uri, error.message)) from None
+
+
+MODEL_URI_SCHEMES = ("models:/", "runs:/")
+
+
+def is_model_uri(uri: str) -> bool:
+    """A registry or run model URI (``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/...``)."""
+    return uri.startswith(MODEL_URI_SCHEMES)
+
+
+def champion_uri(model_name: str) -> str:
+    return f"models:/{model_name}@champion"
+
+
+MODEL_URI_FORMS = "models:/<name>@<alias>, models:/<name>/<version>, runs:/<run id>/model"

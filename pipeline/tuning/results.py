@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import open_atomic, replace_atomic, write_text_atomic
 from pipeline.objective import direction_of
 from pipeline.tuning.records import EPOCH_METRICS, TrialRecord
 from pipeline.tuning.tracker import FAILED, FINISHED
@@ -105,8 +106,8 @@ def search_metrics(records: list[TrialRecord], objective: str, wall_seconds: flo
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=_plain) + "\n", encoding="utf-8")
+    """Atomically: a failed write leaves the previous file whole."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=_plain) + "\n")
 
 
 def write_summary_plot(path: Path, records: list[TrialRecord], objective: str) -> None:
@@ -138,13 +139,13 @@ def write_summary_plot(path: Path, records: list[TrialRecord], objective: str) -
             right.plot([p[0] + 1 for p in points], [p[1] for p in points], lw=0.8, alpha=0.6, marker=".")
     right.set(xlabel="epoch", ylabel=objective, title=f"{objective} per epoch, all trials")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with replace_atomic(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
 def _write_csv(path: Path, columns: Any, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with open_atomic(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:

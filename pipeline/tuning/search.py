@@ -15,6 +15,7 @@ from typing import Any
 
 import keras
 
+from pipeline.atomic import write_text_atomic
 from pipeline.errors import PipelineError, TrackingError
 from pipeline.objective import direction_of
 from pipeline.tuning.callbacks import TrackingLost
@@ -102,5 +103,5 @@ def add_wall_seconds(project_dir: Path, seconds: float) -> float:
     state_path = Path(project_dir) / STATE_NAME
     state = json.loads(state_path.read_text()) if state_path.is_file() else {"wall_seconds": 0.0}
     state["wall_seconds"] += seconds
-    state_path.write_text(json.dumps(state))
+    write_text_atomic(state_path, json.dumps(state))
     return state["wall_seconds"]

@@ -64,6 +64,13 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     x_train, y_train = load_split(paths.PROCESSED_DIR, "train")
     model_sha256 = file_sha256(paths.MODEL_FILE)
     model = load_model_file(paths.MODEL_FILE)
+    expected = tuple(model.input_shape[1:])
+    if tuple(x_test.shape[1:]) != expected:
+        from pipeline.errors import PipelineError
+
+        raise PipelineError(f"{paths.MODEL_FILE} takes images of shape {expected} but {paths.PROCESSED_DIR} holds "
+                            f"{tuple(x_test.shape[1:])}; rerun `python -m pipeline train` on this data "
+                            "(or `dvc repro`)")
     # A self-contained model is scored on raw pixels, as users and `mlflow models serve` feed it.
     kind, stats = input_kind(model), meta["normalization"]
 

@@ -52,6 +52,18 @@ def test_stage_writes_report_and_logs_it_to_the_search_run(project, capsys):
     out = project / "results" / "report"
     assert {"report.md", "report.html", "summary.json"} <= {p.name for p in out.iterdir()}
     assert "report: 12 trials (9 finished, 3 failed)" in capsys.readouterr().out
+    assert "against untuned baselines" not in (out / "report.md").read_text()  # no evaluate yet: no section
+
+    # after evaluate, the final model stands next to the scikit-learn baselines
+    evaluate = project / "results" / "evaluate" / "metrics.json"
+    evaluate.parent.mkdir(parents=True, exist_ok=True)
+    evaluate.write_text(json.dumps({"accuracy": 0.9963, "best_baseline": "svc", "margin_over_best_baseline": 0.0111,
+                                    "baselines": {"svc": {"test_accuracy": 0.9852},
+                                                  "logistic_regression": {"skipped": "too slow"}}}))
+    assert stage.run(params, None) == 0
+    text = (out / "report.md").read_text()
+    assert "against untuned baselines" in text and "0.9852" in text and "+0.0111" in text
+    assert "skipped: too slow" in text
     logged = {Path(a.path).name for a in client.list_artifacts(run_id, "report")}
     assert {"report.md", "report.html", "summary.json", "figures"} <= logged
     figures = {Path(a.path).name for a in client.list_artifacts(run_id, "report/figures")}

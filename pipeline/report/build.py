@@ -38,6 +38,8 @@ class Inputs:
     evidence: Sequence[Path] = ()
     # results/ablate/results.json: its effects table and figure get a section (absent: the section says so)
     ablation: Path | None = None
+    # results/evaluate/metrics.json: the final model next to the scikit-learn baselines (absent: no section)
+    evaluation: Path | None = None
 
 
 def clean(out_dir: Path) -> None:
@@ -92,6 +94,7 @@ def build_report(space: Any, min_trials: int, top_trials: int, inputs: Inputs, o
     sections.overview(doc, trials, chains, best, num_classes)
     best_trial = sections.best_trial(doc, trials, chains, dims)
     sections.answers(doc, findings, verdicts)
+    sections.baselines(doc, inputs.evaluation)
     ablated = ablation.section(doc, inputs.ablation, out_dir / FIGURES, best)
     importance = rank(chains, dims, bootstraps=bootstraps, seed=seed)
     sections.importance(doc, importance, out_dir)

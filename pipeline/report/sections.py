@@ -219,3 +219,25 @@ def dimension(doc: Document, ctx: Context, dim: Dimension, verdict: Verdict | No
 
 __all__ = ["FIGURES", "answer_record", "answers", "best_trial", "curves", "dimension",
            "effective", "headline", "importance", "overview", "top_configurations"]
+
+
+def baselines(doc: Document, metrics_file: Path | None) -> None:
+    """Is the tuned CNN worth it: its test accuracy next to evaluate's untuned scikit-learn baselines."""
+    import json
+
+    if metrics_file is None or not Path(metrics_file).is_file():
+        return
+    metrics = json.loads(Path(metrics_file).read_text(encoding="utf-8"))
+    found = metrics.get("baselines")
+    if not isinstance(found, dict) or "accuracy" not in metrics:
+        return
+    doc.heading(2, "The final model against untuned baselines (same test split)")
+    rows = [["final model (tuned CNN)", f"{metrics['accuracy']:.4f}"]]
+    for name, result in found.items():
+        rows.append([name, f"{result['test_accuracy']:.4f}" if "test_accuracy" in result
+                     else f"skipped: {result.get('skipped', '?')}"])
+    doc.table(["model", "test accuracy"], rows)
+    margin = metrics.get("margin_over_best_baseline")
+    if margin is not None:
+        doc.paragraph(f"Margin over the best baseline ({metrics.get('best_baseline')}): {margin:+.4f} "
+                      f"({margin * 100:+.2f} points).")

@@ -10,7 +10,14 @@ from typing import Any
 from pipeline.atomic import replace_dir_atomic
 from pipeline.paths import ABLATE_RESULTS_FILE as RESULTS_FILE
 from pipeline.paths import ABLATE_VERDICTS_FILE as VERDICTS_FILE
-from pipeline.paths import BEST_HPARAMS_FILE, META_FILE, REPORT_DIR, TRIALS_FILE, TUNE_HISTORY_FILE
+from pipeline.paths import (
+    BEST_HPARAMS_FILE,
+    EVALUATE_METRICS_FILE,
+    META_FILE,
+    REPORT_DIR,
+    TRIALS_FILE,
+    TUNE_HISTORY_FILE,
+)
 
 
 def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 - pipeline.config.Params
@@ -28,7 +35,7 @@ def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 
             min_trials=params.report.min_trials_per_choice,
             top_trials=params.report.top_trials,
             inputs=Inputs(TRIALS_FILE, TUNE_HISTORY_FILE, BEST_HPARAMS_FILE, META_FILE, evidence=evidence,
-                          ablation=ablation),
+                          ablation=ablation, evaluation=EVALUATE_METRICS_FILE),
             out_dir=out_dir,
             default_objective=params.tune.objective,
             seed=params.seed,

@@ -82,7 +82,7 @@ ready, count = Path(sys.argv[1]), int(sys.argv[2])
 (ready / sys.argv[3]).touch()
 while len(list(ready.iterdir())) < count:
     time.sleep(0.005)
-configure(SimpleNamespace(mlflow=SimpleNamespace(tracking_uri=None, experiment="race")))
+configure(SimpleNamespace(mlflow=SimpleNamespace(tracking_uri=None, experiment="race", outage_seconds=60)))
 print("ok")
 """
 

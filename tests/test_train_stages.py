@@ -143,7 +143,7 @@ def test_a_retrained_model_short_of_the_search_warns_tags_and_keeps_the_trial_ch
     member = record["members"][0]
     assert member["source"] == "trial checkpoint" and member["shortfall"] > 0.01
     assert member["score"] >= member["retrained_score"]
-    tags = MlflowClient().get_run(record["run_id"]).data.tags
+    tags = MlflowClient(record["tracking_uri"]).get_run(record["run_id"]).data.tags
     assert tags["reproduced_search"] == "false" and tags["short_of_search"].startswith("0007:")
 
 

@@ -15,7 +15,7 @@ from tests.tune_fixtures import TINY_SPACE
 def test_search_restarts_its_process_and_resumes(project: Path) -> None:
     write_params(project, data={"max_samples": 300}, search_space=TINY_SPACE,
                  # resume: false starts this search over once; the fresh processes must still continue it
-                 tune={"max_epochs": 3, "factor": 3, "trials_per_process": 2, "resume": False},
+                 tune={"tuner": "hyperband", "max_epochs": 3, "factor": 3, "trials_per_process": 2, "resume": False},
                  mlflow={"experiment": "recycle"})
     assert run_cli(["preprocess"], cwd=project).returncode == 0
     result = run_cli(["tune"], cwd=project, timeout=900)

@@ -170,12 +170,7 @@ def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Build
                 on_run(runs[-1])
     models.clear()
     keras.backend.clear_session()  # TensorFlow keeps ~10 MB per model built
-    everything = with_duplicates(variants, aliases, runs, seeds)
-    if on_run is not None:
-        for record in everything:
-            if record.get("same_as"):
-                on_run(record)
-    return everything
+    return with_duplicates(variants, aliases, runs, seeds, on_copy=on_run)
 
 
 __all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "SCORE_COLUMNS", "AblationTracker", "Splits",

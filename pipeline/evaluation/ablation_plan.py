@@ -8,7 +8,7 @@ Plain Python (no TensorFlow): the stage plans here, and hands the runs to
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -113,8 +113,10 @@ def unique_variants(variants: Sequence[Variant]) -> tuple[list[Variant], dict[st
 
 
 def with_duplicates(variants: Sequence[Variant], aliases: Mapping[str, str], runs: Sequence[dict[str, Any]],
-                    seeds: Sequence[int]) -> list[dict[str, Any]]:
-    """Every variant's records in plan order (seeds in order), a duplicate's copied from its original."""
+                    seeds: Sequence[int],
+                    on_copy: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Every variant's records in plan order (seeds in order), a duplicate's copied from its original
+    (and passed to ``on_copy``, which saw only the runs that trained)."""
     by_name: dict[str, dict[int, dict[str, Any]]] = {}
     for run in runs:
         by_name.setdefault(run["variant"], {})[run["seed"]] = run
@@ -129,6 +131,10 @@ def with_duplicates(variants: Sequence[Variant], aliases: Mapping[str, str], run
                 record = {**record, "variant": variant.name, "dimension": variant.dimension, "value": variant.value,
                           "same_as": original, "seconds": 0.0}
             out.append(record)
+    if on_copy is not None:
+        for record in out:
+            if record.get("same_as"):
+                on_copy(record)
     return out
 
 

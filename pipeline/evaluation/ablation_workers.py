@@ -113,12 +113,7 @@ def run_in_workers(variants: Sequence[Variant], seeds: Sequence[int], epochs: in
                                  *(f"  {line}" for line in proc.tail)])
         runs = [record for index in range(len(shares))
                 for record in json.loads((Path(tmp) / f"runs-{index}.json").read_text(encoding="utf-8"))]
-    everything = with_duplicates(variants, aliases, runs, seeds)
-    if on_run is not None:
-        for record in everything:
-            if record.get("same_as"):
-                on_run(record)
-    return everything
+    return with_duplicates(variants, aliases, runs, seeds, on_copy=on_run)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -136,10 +136,6 @@ class FinalModel:
     score: float  # the kept model's validation score (the ensemble's when several)
     objective: str
 
-    @property
-    def fell_short(self) -> list[Member]:
-        return [m for m in self.members if m.source == TRIAL_CHECKPOINT or m.shortfall > 0]
-
 
 def train_final(candidates: list[dict[str, Any]], build: Builder,
                 data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, epochs: int, patience: int | None,

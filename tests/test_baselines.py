@@ -23,7 +23,9 @@ def test_baselines_score_the_test_split_and_the_margin_names_the_better_one() ->
     summary = baselines.baseline_summary(result, cnn_accuracy=0.99)
     best = max(result, key=lambda k: result[k]["test_accuracy"])
     assert summary["best_baseline"] == best
-    assert summary["margin_over_best_baseline"] == pytest.approx(0.99 - result[best]["test_accuracy"], abs=1e-6)
+    assert summary["baseline_margin"] == pytest.approx(0.99 - result[best]["test_accuracy"], abs=1e-6)
+    # short keys for `dvc exp show`: {name: test accuracy}
+    assert summary["baselines"] == {k: v["test_accuracy"] for k, v in result.items()}
 
 
 def test_too_large_data_skips_a_baseline_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,5 +35,6 @@ def test_too_large_data_skips_a_baseline_with_a_note(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(baselines, "MAX_VALUES", 10)
     every = baselines.fit_baselines(*digits_split())
     assert all("skipped" in r for r in every.values())
-    assert baselines.baseline_summary(every, 0.9) == {"baselines": every, "best_baseline": None,
-                                                      "margin_over_best_baseline": None}
+    assert baselines.baseline_summary(every, 0.9) == {
+        "baselines": {}, "baselines_skipped": {k: v["skipped"] for k, v in every.items()}, "best_baseline": None,
+        "baseline_margin": None}

@@ -60,3 +60,21 @@ def test_a_new_image_makes_preprocess_out_of_date(clone: Path, make_images: Call
     changed = status.stdout
     assert "preprocess:" in changed and "changed deps" in changed and "modified:" in changed, changed
     assert "data/raw" in changed, changed
+
+
+def test_an_invalid_param_stops_dvc_repro_before_it_removes_any_output(clone: Path) -> None:
+    """DVC removes a stage's outputs before running it; the `validate` stage fails first, so they survive."""
+    write_params(clone, data={"max_samples": 200})
+    assert dvc(clone, "repro", "preprocess").returncode == 0
+    before = load_meta(clone / "data/processed")
+
+    # preprocess is out of date (max_samples) and tune.factor is invalid: nothing may be removed
+    write_params(clone, data={"max_samples": 100}, tune={"factor": 1})
+    failed = dvc(clone, "repro")
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, output
+    assert "Running stage 'preprocess'" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "tune.factor" in errors[0], output
+    assert "Traceback" not in output, output
+    assert load_meta(clone / "data/processed") == before  # still the 200-sample split, whole

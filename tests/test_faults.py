@@ -138,3 +138,39 @@ def test_mlflows_read_only_failure_is_one_line_too() -> None:
     assert line.startswith("/data/mlflow.db: the MLflow database is read-only")
     other = _describe_store_error("postgresql://u:pw@h/db", None, "x", Exception("boom\n" + "SQL " * 1000))
     assert other == "MLflow store postgresql://u:***@h/db: cannot open experiment 'x': boom"
+
+
+@pytest.mark.slow
+def test_disk_full_during_tune_is_one_line_and_the_rerun_closes_every_run(project: Path, tmp_path: Path) -> None:
+    """``ulimit -f`` lets the new store be created, then stops it growing a few trials into the search."""
+    from tests.conftest import write_params
+    from tests.tune_fixtures import TINY_SPACE
+
+    write_params(project, data={"max_samples": 300}, search_space=TINY_SPACE,
+                 tune={"tuner": "random", "max_trials": 12, "max_epochs": 2, "initial_points": []})
+    assert run_cli(["preprocess"], cwd=project).returncode == 0
+    # the size of a new store, measured on a throwaway one: the limit leaves room for a few trials
+    probe = tmp_path / "probe.db"
+    subprocess.run([sys.executable, "-c", "import mlflow; mlflow.search_experiments()"], check=True,
+                   capture_output=True, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{probe}"})
+    limit_kb = probe.stat().st_size // 1024 + 40
+    db = project / "mlflow.db"
+    env = {**os.environ, "PYTHONPATH": str(project), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    full = subprocess.run(["bash", "-c", f'ulimit -f {limit_kb}; exec "{sys.executable}" -m pipeline tune'],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 2, full.stderr[-3000:]
+    assert "Traceback" not in full.stdout + full.stderr, full.stderr[-3000:]
+    lines = [line for line in full.stderr.splitlines() if line.strip()]
+    assert error_lines(full.stderr) == [lines[-1]] and "disk full" in lines[-1] and "rerun" in lines[-1]
+    with sqlite3.connect(db) as connection:
+        finished = connection.execute("SELECT COUNT(*) FROM runs WHERE status = 'FINISHED'").fetchone()[0]
+    assert 0 < finished < 12  # it did stop mid-search
+
+    # with room again, the rerun closes what the full disk left open and finishes the search
+    rerun = run_cli(["tune"], cwd=project)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    with sqlite3.connect(db) as connection:
+        statuses = dict(connection.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+        trials = {row[0] for row in connection.execute("SELECT name FROM runs WHERE status = 'FINISHED'")}
+    assert set(statuses) <= {"FINISHED", "KILLED"}, statuses  # nothing RUNNING, no trial left FAILED
+    assert {f"trial-{i:02d}" for i in range(12)} <= trials

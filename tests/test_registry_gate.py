@@ -12,7 +12,7 @@ from test_registry_model import NAME, WEAK_LR, prepare_data, train_and_evaluate
 from pipeline.cli import main
 from pipeline.stages.register import check_gate
 
-BASELINES = {"logistic_regression": {"test_accuracy": 0.96}, "svc": {"test_accuracy": 0.98}}
+BASELINES = {"logistic_regression": 0.96, "svc": 0.98}
 
 
 @pytest.mark.parametrize(("accuracy", "baselines", "min_accuracy", "require", "passed", "noted"), [

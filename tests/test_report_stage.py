@@ -57,9 +57,9 @@ def test_stage_writes_report_and_logs_it_to_the_search_run(project, capsys):
     # after evaluate, the final model stands next to the scikit-learn baselines
     evaluate = project / "results" / "evaluate" / "metrics.json"
     evaluate.parent.mkdir(parents=True, exist_ok=True)
-    evaluate.write_text(json.dumps({"accuracy": 0.9963, "best_baseline": "svc", "margin_over_best_baseline": 0.0111,
-                                    "baselines": {"svc": {"test_accuracy": 0.9852},
-                                                  "logistic_regression": {"skipped": "too slow"}}}))
+    evaluate.write_text(json.dumps({"accuracy": 0.9963, "best_baseline": "svc", "baseline_margin": 0.0111,
+                                    "baselines": {"svc": 0.9852},
+                                    "baselines_skipped": {"logistic_regression": "too slow"}}))
     assert stage.run(params, None) == 0
     text = (out / "report.md").read_text()
     assert "against untuned baselines" in text and "0.9852" in text and "+0.0111" in text

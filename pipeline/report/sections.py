@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.evaluation.baselines import MARGIN_KEY
 from pipeline.report import plots
 from pipeline.report.chains import BUDGET, CHAIN_TRIALS, epochs_text
 from pipeline.report.importance import INTERVAL, ImportanceResult, fmt_share
@@ -233,11 +234,10 @@ def baselines(doc: Document, metrics_file: Path | None) -> None:
         return
     doc.heading(2, "The final model against untuned baselines (same test split)")
     rows = [["final model (tuned CNN)", f"{metrics['accuracy']:.4f}"]]
-    for name, result in found.items():
-        rows.append([name, f"{result['test_accuracy']:.4f}" if "test_accuracy" in result
-                     else f"skipped: {result.get('skipped', '?')}"])
+    rows += [[name, f"{value:.4f}"] for name, value in found.items()]
+    rows += [[name, f"skipped: {why}"] for name, why in (metrics.get("baselines_skipped") or {}).items()]
     doc.table(["model", "test accuracy"], rows)
-    margin = metrics.get("margin_over_best_baseline")
+    margin = metrics.get(MARGIN_KEY)
     if margin is not None:
         doc.paragraph(f"Margin over the best baseline ({metrics.get('best_baseline')}): {margin:+.4f} "
                       f"({margin * 100:+.2f} points).")

@@ -80,7 +80,7 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     metrics["train_accuracy"] = accuracy(y_train, predict_proba(model, inputs_for(kind, x_train, stats)))
     metrics["generalization_gap"] = metrics["train_accuracy"] - metrics["accuracy"]
 
-    from pipeline.evaluation.baselines import baseline_summary, fit_baselines
+    from pipeline.evaluation.baselines import MARGIN_KEY, baseline_summary, fit_baselines
 
     baselines = baseline_summary(fit_baselines(x_train, y_train, x_test, y_test, seed=params.seed),
                                  metrics["accuracy"])
@@ -97,19 +97,18 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     from pipeline.tracking.train_run import log_to_run
 
     configure(params)
-    baseline_metrics = {f"baseline_{k}_test_accuracy": v["test_accuracy"]
-                        for k, v in baselines["baselines"].items() if "test_accuracy" in v}
-    if baselines["margin_over_best_baseline"] is not None:
-        baseline_metrics["margin_over_best_baseline"] = baselines["margin_over_best_baseline"]
+    baseline_metrics = {f"baseline_{k}_test_accuracy": v for k, v in baselines["baselines"].items()}
+    if baselines[MARGIN_KEY] is not None:
+        baseline_metrics[MARGIN_KEY] = baselines[MARGIN_KEY]
     log_to_run(record["run_id"], {**mlflow_metrics(metrics), **baseline_metrics},
                artifacts=[paths.EVALUATE_METRICS_FILE, paths.CONFUSION_PNG, paths.CONFUSION_CSV])
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, macro F1 {metrics['f1_macro']:.4f}, "
           f"generalization gap {metrics['generalization_gap']:+.4f} ({len(y_test)} test samples); "
           f"wrote {paths.EVALUATE_METRICS_FILE}")
-    for name, result in baselines["baselines"].items():
-        print(f"  baseline {name}: " + (f"test accuracy {result['test_accuracy']:.4f}" if "test_accuracy" in result
-                                        else f"skipped ({result['skipped']})"))
+    for name, value in baselines["baselines"].items():
+        print(f"  baseline {name}: test accuracy {value:.4f}")
+    for name, why in baselines.get("baselines_skipped", {}).items():
+        print(f"  baseline {name}: skipped ({why})")
     if baselines["best_baseline"]:
-        print(f"  margin over the best baseline ({baselines['best_baseline']}): "
-              f"{baselines['margin_over_best_baseline']:+.4f}")
+        print(f"  margin over the best baseline ({baselines['best_baseline']}): {baselines[MARGIN_KEY]:+.4f}")
     return 0

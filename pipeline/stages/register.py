@@ -10,11 +10,11 @@ why. A model with the same architecture and weights as a registered version reus
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline import paths
+from pipeline.atomic import write_json_atomic
 from pipeline.errors import PipelineError
 from pipeline.handoff import read_handoff
 
@@ -33,8 +33,8 @@ def check_gate(metrics: dict[str, Any], min_accuracy: float, require_beat_baseli
         return Gate(False, f"test accuracy {accuracy:.4f} is below register.min_accuracy {min_accuracy:.4f}")
     if not require_beat_baseline:
         return Gate(True, f"test accuracy {accuracy:.4f} >= register.min_accuracy {min_accuracy:.4f}")
-    baselines = {name: float(entry["test_accuracy"]) for name, entry in (metrics.get("baselines") or {}).items()
-                 if isinstance(entry, dict) and isinstance(entry.get("test_accuracy"), (int, float))}
+    baselines = {name: float(value) for name, value in (metrics.get("baselines") or {}).items()
+                 if isinstance(value, (int, float))}
     if not baselines:
         return Gate(True, f"test accuracy {accuracy:.4f} >= register.min_accuracy {min_accuracy:.4f}",
                     note=f"{paths.EVALUATE_METRICS_FILE} has no baselines: the baseline part of the gate "
@@ -121,8 +121,9 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
             f"{name} has no {registry.CHALLENGER}"
         print(f"gate failed: {gate.reason}; {name} version {version.version} registered without an alias, {stays}")
 
+    # the train run's id is evaluate's metric already: once is enough for `dvc exp show`
     out = {"name": name, "version": version.version, "gate": "passed" if gate.passed else "failed",
-           "alias": registry.CHALLENGER if gate.passed else None, "mlflow_run_id": version.run_id}
+           "alias": registry.CHALLENGER if gate.passed else None}
     paths.REGISTER_DIR.mkdir(parents=True, exist_ok=True)
-    paths.REGISTERED_MODEL_FILE.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json_atomic(paths.REGISTERED_MODEL_FILE, out)
     return 0

@@ -7,6 +7,7 @@ trial can be logged from any process that knows the tracking URI and the parent 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +26,7 @@ from pipeline.tracking.train_run import metric_key
 SEARCH_HASH_TAG = "search_hash"
 RUN_TYPE_TAG = "run_type"
 MAX_BATCH = 100  # MLflow's log_batch accepts at most 100 params per call
+_DISK_ERRORS = re.compile(r"disk I/O error|database or disk is full", re.IGNORECASE)
 
 
 def _now_ms() -> int:
@@ -45,6 +47,8 @@ class _OutageClient:
                 return call(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - MlflowException, requests and SQL errors alike
                 first = redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+                if _DISK_ERRORS.search(first):  # SQLite's words for a full disk or a file size limit
+                    first += " (is the disk full?)"
                 raise TrackingError(f"the tracking store {redact(self._uri)} failed: {first[:200]}; finished "
                                     "trials are kept: rerun when it is back to resume the search") from None
 

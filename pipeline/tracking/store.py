@@ -9,6 +9,7 @@ absolute, so that DVC's queued experiments (run in copies under
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import ssl
 import time
@@ -198,6 +199,9 @@ def configure(params) -> str:  # noqa: ANN001 - pipeline.config.Params
         check_sqlite_writable(db)
     import mlflow
 
+    # MLflow logs each SQL failure with its traceback before raising it; the caller turns the
+    # raised error into one line, so the logged copy would only bury that line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     mlflow.set_tracking_uri(uri)
     name = params.mlflow.experiment
     try:

@@ -93,6 +93,11 @@ def candidate(record: TrialRecord, objective: str, trial_dir: Path) -> dict[str,
             "epochs": trained_epochs(record, objective), "trial_dir": str(trial_dir)}
 
 
+# What results/tune/metrics.json (a DVC metric) keeps: the figures people compare across experiments.
+# The objective's name and the finished count stay on the search's MLflow run.
+DVC_METRIC_KEYS = ("best_objective", "trials", "failed", "wall_seconds")
+
+
 def search_metrics(records: list[TrialRecord], objective: str, wall_seconds: float) -> dict[str, Any]:
     best = best_record(records, objective)
     return {

@@ -127,6 +127,7 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
                   project_dir: Path | None = None) -> dict[str, Any]:
     """The DVC outputs and the parent run's summary from the trial records (one process or many)."""
     from pipeline.tuning.results import (
+        DVC_METRIC_KEYS,
         best_hparams,
         best_record,
         candidate,
@@ -149,7 +150,7 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
     write_history_csv(history_file, records)
     write_summary_plot(plot_file, records, objective)
     metrics = search_metrics(records, objective, wall_seconds)
-    write_json(out_dir / paths.TUNE_METRICS_FILE.name, metrics)
+    write_json(out_dir / paths.TUNE_METRICS_FILE.name, {key: metrics[key] for key in DVC_METRIC_KEYS})
     if best_trial is None:
         if search_run is not None:
             search_run.abort("FAILED", "no trial finished")

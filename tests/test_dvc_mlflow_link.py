@@ -105,6 +105,7 @@ def test_stages_link_runs_versions_and_dvc_metrics(dvc_project: Path, monkeypatc
     evaluated = shown["results/evaluate/metrics.json"]["data"]
     registered = shown["results/register/model.json"]["data"]
     assert evaluated["mlflow_run_id"] == run_id and "mlflow_run_id" not in registered
+    assert not set(evaluated) & set(registered)  # no name in two files: DVC would prefix the file to the column
     assert {"accuracy", "loss", "f1_macro", "generalization_gap"} <= set(evaluated)
     assert "f1_per_class" not in evaluated and registered["version"] == "1"
 

@@ -199,8 +199,9 @@ def _best_hparams(project: Path) -> None:
 @pytest.mark.slow
 def test_tiny_ablation_runs_logs_nested_runs_and_the_report_cites_it(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
-    write_params(project, data={"max_samples": 200},
-                 ablate={"seeds": 2, "epochs": 2, "dimensions": {"init": ["zeros"]}, "baselines": {}})
+    # ablate.epochs null (the shipped default): the final budget, train.epochs
+    write_params(project, data={"max_samples": 200}, train={"epochs": 2},
+                 ablate={"seeds": 2, "epochs": None, "dimensions": {"init": ["zeros"]}, "baselines": {}})
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}", "TF_CPP_MIN_LOG_LEVEL": "2",
            "MPLBACKEND": "Agg"}
     assert run_cli(["preprocess"], cwd=project, env=env).returncode == 0
@@ -210,6 +211,7 @@ def test_tiny_ablation_runs_logs_nested_runs_and_the_report_cites_it(tmp_path: P
     assert result.returncode == 0, result.stderr[-2000:]
     out = project / "results" / "ablate"
     results = json.loads((out / "results.json").read_text())
+    assert results["epochs"] == 2
     assert [(r["variant"], r["seed"]) for r in results["runs"]] == [("best", 42), ("best", 43), ("init=zeros", 42),
                                                                      ("init=zeros", 43)]
     assert (out / "effects.png").stat().st_size > 1000

@@ -43,7 +43,12 @@ class Member:
     history: list[dict[str, float]] = field(default_factory=list)
     in_ensemble: bool = True
     seed: int = 0
+    checked: bool = True  # compared with the search's score (its extra seeds are not: member_plan)
     model: keras.Model | None = field(default=None, repr=False)
+
+    def fell_short(self, tolerance: float) -> bool:
+        """Checked against the search, and more than ``tolerance`` short of its score."""
+        return self.checked and self.shortfall > tolerance
 
     def summary(self) -> dict[str, Any]:
         return {"trial_id": self.trial_id, "search_score": self.search_score,
@@ -105,8 +110,8 @@ def train_member(index: int, candidate: dict[str, Any], build: Builder,
     gap = shortfall(retrained, promised, objective)
     member = Member(index=index, trial_id=str(candidate["trial_id"]), values=values, search_score=promised,
                     retrained_score=retrained, score=retrained, source=RETRAINED, shortfall=gap, epochs_run=len(rows),
-                    history=rows, model=model, seed=seed)
-    if gap > tolerance and candidate.get("check", True):
+                    history=rows, model=model, seed=seed, checked=bool(candidate.get("check", True)))
+    if member.fell_short(tolerance):
         checkpoint = Path(candidate.get("trial_dir") or "") / TRIAL_CHECKPOINT_NAME
         if checkpoint.is_file():
             fallback = build(values, seed)

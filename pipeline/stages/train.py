@@ -97,7 +97,7 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
         def on_member(member: Any) -> None:
             print(f"member {member.index + 1}: trial {member.trial_id} retrained (seed {member.seed}) to {objective} "
                   f"{member.retrained_score:.4f} (search: {member.search_score:.4f})", flush=True)
-            if member.shortfall > params.train.reproduce_tolerance and member.seed == params.seed:
+            if member.fell_short(params.train.reproduce_tolerance):
                 kept = ("kept the trial's own checkpoint" if member.source != "retrained"
                         else "no trial checkpoint to fall back to; kept the retrained model")
                 print(f"warning: trial {member.trial_id} retrained to {objective} {member.retrained_score:.4f}, "
@@ -112,7 +112,7 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
         for m in left_out:
             print(f"member {m.index + 1} (trial {m.trial_id}, {objective} {m.score:.4f}) left out of the average: "
                   f"more than train.ensemble_margin {params.train.ensemble_margin} below the best member", flush=True)
-        short = [m for m in final.members if m.shortfall > params.train.reproduce_tolerance and m.seed == params.seed]
+        short = [m for m in final.members if m.fell_short(params.train.reproduce_tolerance)]
         summary = {f"best_{objective}": final.score, "ensemble_size": len(final.members) - len(left_out),
                    "search_score": float(best["score"]) if best.get("score") is not None else final.score,
                    "epochs_run": final.members[0].epochs_run}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,8 @@ def run(params: Any, args: argparse.Namespace) -> int:
     from pipeline.tuning.session import CONTINUED_RUN_ENV, run_local, sigterm_as_interrupt
 
     role = role_from_env()
-    if role == "worker":  # a worker host joins the chief's search: the chief holds the lock
-        from pipeline.tuning.distributed import run_distributed
-
-        with sigterm_as_interrupt():
-            return run_distributed(params, workers, role)
-    with search_lock(Path(params.tune.directory)):
+    # A worker host joins the chief's search: the chief holds the lock.
+    with nullcontext() if role == "worker" else search_lock(Path(params.tune.directory)):
         if workers > 1 or role is not None:  # KerasTuner's distributed mode: chief + workers
             from pipeline.tuning.distributed import run_distributed
 

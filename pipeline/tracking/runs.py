@@ -55,12 +55,17 @@ class _OutageClient:
         return guarded
 
 
+def _tracking_client(tracking_uri: str) -> Any:
+    """An MLflow client with bounded retries whose failures are one ``TrackingError`` line."""
+    return _OutageClient(RetryingClient(MlflowClient(tracking_uri)), tracking_uri)
+
+
 class TrialRunLogger:
     """``pipeline.tuning.tracker.TrialTracker`` on MLflow: child runs of ``parent_run_id``."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, search_hash: str,
                  tags: dict[str, str] | None = None) -> None:
-        self.client: Any = _OutageClient(RetryingClient(MlflowClient(tracking_uri)), tracking_uri)
+        self.client: Any = _tracking_client(tracking_uri)
         self.experiment_id, self.parent_run_id, self.search_hash = experiment_id, parent_run_id, search_hash
         self.tags = dict(tags or {})  # on every child run, e.g. {"worker": "tuner1"} in a distributed search
 
@@ -120,7 +125,7 @@ class SearchRun:
     def __init__(self, tracking_uri: str, experiment_id: str, run_id: str, search_hash: str, resumed: bool) -> None:
         self.tracking_uri, self.experiment_id, self.run_id = tracking_uri, experiment_id, run_id
         self.search_hash, self.resumed = search_hash, resumed
-        self.client: Any = _OutageClient(RetryingClient(MlflowClient(tracking_uri)), tracking_uri)
+        self.client: Any = _tracking_client(tracking_uri)
 
     @classmethod
     def open(cls, tracking_uri: str, experiment_name: str, search_hash: str, *, tuner: str, resume: bool,
@@ -256,7 +261,7 @@ def trial_logger_from_environment(tags: dict[str, str] | None = None) -> TrialRu
 
 def end_open_run(tracking_uri: str, run_id: str, status: str, reason: str) -> None:
     """End a run a previous process left open on purpose (a search continued in a fresh process)."""
-    client: Any = _OutageClient(RetryingClient(MlflowClient(tracking_uri)), tracking_uri)
+    client: Any = _tracking_client(tracking_uri)
     run = client.get_run(run_id)
     if run.info.status == "RUNNING":
         client.set_tag(run_id, "error", reason[:5000])

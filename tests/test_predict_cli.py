@@ -46,6 +46,15 @@ def test_predict_folder_with_champion(project: Path, make_images, capsys: pytest
     assert main(["predict", str(project / "missing.png")]) == 2
     assert error_lines(capsys.readouterr().err) == [f"error: {project / 'missing.png'}: no such file or folder"]
 
+    # one bad file in a folder: the others are still predicted, the bad one named, exit 2
+    (images / "batch" / "batch_002.png").write_bytes(b"not a png")
+    assert main(["predict", "--model", "models/model.keras", str(images)]) == 2
+    captured = capsys.readouterr()
+    predicted = [Path(line.split("\t")[0]).name for line in captured.out.strip().splitlines()[1:]]
+    assert predicted == ["batch_000.png", "batch_001.png", "batch_003.png"]
+    assert [e.split(": unreadable")[0] for e in error_lines(captured.err)] == [
+        f"error: {images / 'batch' / 'batch_002.png'}"]
+
 
 def test_promote_refuses_a_model_for_other_input_shapes(project: Path, make_images,
                                                         capsys: pytest.CaptureFixture[str]) -> None:

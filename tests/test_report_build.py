@@ -266,3 +266,13 @@ def test_stale_pictures_are_removed(tmp_path, params):
     summary = report(params, write_inputs(tmp_path, trials, history), out)
     assert not (out / "figures" / "objective_by_gone.png").exists()
     assert sorted(summary["images"]) == sorted(p.relative_to(out).as_posix() for p in out.glob("figures/*.png"))
+
+
+def test_trials_file_cut_mid_row_is_refused(tmp_path, params):
+    inputs = write_inputs(tmp_path, *synthetic_trials(params, n=12))
+    text = inputs.trials.read_text()
+    report(params, inputs, tmp_path / "whole")  # the whole file reads
+    # cut inside the last row, as a full disk or a kill mid-write would
+    inputs.trials.write_text(text[: text.rstrip("\n").rfind(",") - 3])
+    with pytest.raises(PipelineError, match="last row is cut off"):
+        report(params, inputs, tmp_path / "report")

@@ -10,19 +10,50 @@ import numpy as np
 
 from pipeline.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+# Pillow modes whose samples are 16-bit: scaled by their range, never clipped to 8 bits.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+# Modes with an alpha band: composited over black (what a transparent pixel shows when its colour
+# is dropped), so a transparent background reads as dark, the same as in the opaque picture.
+ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 
 
 def read_image(path: Path, size: tuple[int, int], color_mode: str) -> np.ndarray:
-    """One image as float32 (H, W, C) in [0, 255], resized to ``size`` = (height, width)."""
+    """One image as float32 (H, W, C) in [0, 255], resized to ``size`` = (height, width).
+
+    Every file is read by its real range: 16-bit greys are scaled (65535 -> 255), palette,
+    grey+alpha, RGBA and CMYK files converted by Pillow, alpha composited over black.
+    32-bit integer or float files have no agreed range and are refused.
+    """
     from PIL import Image
 
     with Image.open(path) as image:
         image.seek(0)  # first frame of an animated GIF
+        if image.mode in ("I", "F"):
+            raise ValueError(f"{image.mode!r} (32-bit) images have no agreed pixel range; save as 8- or 16-bit")
+        if image.mode in SIXTEEN_BIT_MODES:
+            grey = Image.fromarray(np.asarray(image, dtype=np.float32) * np.float32(255.0 / 65535.0), mode="F")
+            array = np.asarray(grey.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.float32)
+            array = np.clip(array, 0.0, 255.0)[..., np.newaxis]
+            return array if color_mode == "grayscale" else np.repeat(array, 3, axis=-1)
+        image = _flatten_alpha(image)
         image = image.convert("L" if color_mode == "grayscale" else "RGB")
         image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.float32)
     return array[..., np.newaxis] if array.ndim == 2 else array
+
+
+def _flatten_alpha(image: Any) -> Any:
+    """``image`` without its alpha band, composited over black; other images unchanged."""
+    from PIL import Image
+
+    has_alpha = image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
+    if not has_alpha:
+        return image
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -57,15 +88,22 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def load_for_prediction(paths: Sequence[str | Path], meta: dict[str, Any]) -> tuple[np.ndarray, list[Path]]:
-    """Image files preprocessed exactly like the training data described by ``meta``."""
+def load_for_prediction(paths: Sequence[str | Path], meta: dict[str, Any],
+                        unreadable: list[tuple[Path, str]] | None = None) -> tuple[np.ndarray, list[Path]]:
+    """Image files preprocessed exactly like the training data described by ``meta``.
+
+    An unreadable file raises, unless ``unreadable`` is given: then the (file, reason) pairs are
+    put there and the readable files still come back (a folder with one bad image is not lost).
+    """
     from pipeline.data.normalize import apply_normalization
 
     height, width, channels = meta["input_shape"]
     color_mode = "grayscale" if channels == 1 else "rgb"
     files = expand_paths(paths)
     arrays, kept, bad = _read_all(files, (height, width), color_mode)
-    if bad:
+    if bad and (unreadable is None or not kept):
         raise DataError("unreadable image file(s): " + "; ".join(f"{p} ({r[:80]})" for p, r in bad))
+    if unreadable is not None:
+        unreadable.extend(bad)
     x = np.stack(arrays) * (float(meta["pixel_max"]) / 255.0)  # files are 0..255; training data may not be
     return apply_normalization(x, meta["normalization"]), kept

@@ -89,6 +89,11 @@ def load_trials(path: str | Path, default_objective: str = "val_accuracy") -> Tr
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run `python -m pipeline tune` (or `dvc repro`) first")
     table = _read_csv(path, "trials")
+    if not path.read_bytes().endswith(b"\n"):
+        # The tune stage writes trials.csv whole (atomically) with a newline after every row: a file
+        # that ends mid-row was cut, and its last row's missing cells would read as a finished trial.
+        raise PipelineError(f"{path}: the last row is cut off (no newline at the end); "
+                            "run `python -m pipeline tune` again to rewrite it from the trial records")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}; expected the tune stage's trials.csv")

@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline import paths
 from pipeline.atomic import open_atomic, replace_atomic, write_json_atomic
+from pipeline.lineage import require_same_data
 
 
 def write_confusion_csv(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], path: Path) -> None:
@@ -59,6 +60,9 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
 
     record = read_train_run(paths.TRAIN_RUN_FILE)
     meta = load_meta(paths.PROCESSED_DIR)
+    require_same_data((record.get("data") or {}).get("fingerprint"), meta.get("fingerprint"),
+                      what=str(paths.MODEL_FILE), data=str(paths.PROCESSED_DIR),
+                      fix="rerun `python -m pipeline train` on this data (or `dvc repro`)")
     class_names = [str(c) for c in meta["class_names"]]
     x_test, y_test = load_split(paths.PROCESSED_DIR, "test")
     x_train, y_train = load_split(paths.PROCESSED_DIR, "train")

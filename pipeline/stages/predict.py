@@ -7,6 +7,7 @@ metadata, or from ``data/processed/meta.json`` for a plain ``.keras`` file.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,12 @@ from pipeline import paths
 from pipeline.errors import PipelineError
 
 
-def load_images(image_paths: list[str], meta: dict[str, Any]) -> tuple[np.ndarray, list[Path]]:
+def load_images(image_paths: list[str], meta: dict[str, Any],
+                unreadable: list[tuple[Path, str]] | None = None) -> tuple[np.ndarray, list[Path]]:
     """The one place predict reads images: the data package's own preprocessing."""
     from pipeline.data.images import load_for_prediction
 
-    return load_for_prediction([Path(p) for p in image_paths], meta)
+    return load_for_prediction([Path(p) for p in image_paths], meta, unreadable)
 
 
 def _load_model(uri: str) -> tuple[Any, dict[str, Any]]:
@@ -66,7 +68,8 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
 
     if takes_raw_input(model):  # it normalizes itself: images go in resized, on the source's pixel scale
         meta = {**meta, "normalization": {"method": "none"}}
-    x, files = load_images(list(args.paths), meta)
+    unreadable: list[tuple[Path, str]] = []
+    x, files = load_images(list(args.paths), meta, unreadable)
     expected = tuple(model.input_shape[1:])
     if tuple(x.shape[1:]) != expected:
         raise PipelineError(f"images were prepared as {tuple(x.shape[1:])} but {uri} expects {expected}")
@@ -77,4 +80,6 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     print(f"# {uri}: file, then the {top} most likely class(es) with probability")
     for file, row in zip(files, proba, strict=True):
         print(format_prediction(file, row, class_names, top))
-    return 0
+    for file, reason in unreadable:  # after the others' predictions: one bad file costs only itself
+        print(f"error: {file}: unreadable image, not predicted ({reason[:120]})", file=sys.stderr)
+    return 2 if unreadable else 0

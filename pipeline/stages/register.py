@@ -17,6 +17,7 @@ from pipeline import paths
 from pipeline.atomic import write_json_atomic
 from pipeline.errors import PipelineError
 from pipeline.handoff import read_handoff
+from pipeline.lineage import require_same_data
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     if "input_shape" not in data or "num_classes" not in data:
         raise PipelineError(f"{paths.TRAIN_RUN_FILE}: no data description; run `python -m pipeline train` again")
     check_metrics_belong(metrics, record["run_id"], file_sha256(paths.MODEL_FILE))
+    from pipeline.data.store import load_meta
+
+    require_same_data(data.get("fingerprint"), load_meta(paths.PROCESSED_DIR).get("fingerprint"),
+                      what=str(paths.MODEL_FILE), data=str(paths.PROCESSED_DIR),
+                      fix="rerun `python -m pipeline train` and `evaluate` on this data (or `dvc repro`)")
     gate = check_gate(metrics, params.register.min_accuracy, params.register.require_beat_baseline)
     if gate.note:
         print(f"note: {gate.note}")

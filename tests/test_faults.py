@@ -131,6 +131,20 @@ def test_a_read_only_store_is_one_line_naming_the_file(project: Path) -> None:
                              "write (chmod u+w), or another store in MLFLOW_TRACKING_URI\n")
 
 
+def test_an_empty_store_file_is_named_before_mlflow_fills_it(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.tracking.store import check_sqlite_writable
+
+    db = tmp_path / "mlflow.db"
+    db.touch()
+    check_sqlite_writable(db)
+    assert capsys.readouterr().err == (f"warning: {db} is empty (0 bytes), not an MLflow store; a new store is "
+                                       "created in it. If it held runs, stop now and restore it from a backup\n")
+    db.write_bytes(b"SQLite format 3\x00")
+    check_sqlite_writable(db)
+    assert capsys.readouterr().err == ""
+
+
 def test_mlflows_read_only_failure_is_one_line_too() -> None:
     error = Exception("(sqlite3.OperationalError) attempt to write a readonly database\n[SQL: INSERT ...]\n"
                       "(Background on this error at: https://sqlalche.me/e/20/e3q8)")

@@ -12,6 +12,7 @@ import base64
 import logging
 import os
 import ssl
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -85,6 +86,10 @@ def check_sqlite_writable(db: Path) -> None:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise TrackingError(f"{folder}: read-only, and SQLite writes its journal next to {db.name}; "
                                 "allowed: a folder you can write, or another store in MLFLOW_TRACKING_URI")
+        if db.stat().st_size == 0:
+            # MLflow would silently make a new store in it: say so, in case runs were lost (a truncated copy).
+            print(f"warning: {db} is empty (0 bytes), not an MLflow store; a new store is created in it. "
+                  "If it held runs, stop now and restore it from a backup", file=sys.stderr, flush=True)
         return
     if not folder.is_dir():
         raise TrackingError(f"{db}: the folder {folder} does not exist; allowed: a path in an existing folder")

@@ -1,9 +1,7 @@
 """dvc.yaml knows what each stage runs and writes, so `dvc repro` reruns exactly what a change touches.
 
-Deps: ``python -m pipeline <stage>`` runs pipeline/__main__.py -> pipeline/cli.py -> the stage
-module its command names; every pipeline module reachable from there (module-level and lazy
-imports, modules named in strings such as ``python -m pipeline.tuning.worker``; read with ast,
-see tests/import_graph.py) must be a dep of the stage, itself or through a folder dep.
+Deps: every pipeline module a stage's command runs is a dep of the stage (the rule and the
+tool that rewrites dvc.yaml: ``pipeline.devtools.stage_deps``).
 Outs: every path in pipeline/paths.py is a stage output or a folder holding outputs.
 """
 
@@ -17,8 +15,7 @@ import pytest
 import yaml
 
 from pipeline import paths
-from pipeline.cli import COMMANDS
-from tests import import_graph
+from pipeline.devtools import import_graph, stage_deps
 
 REPO = import_graph.REPO
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
@@ -36,24 +33,23 @@ def covered(path: str, by: list[str]) -> bool:
                for dep in by)
 
 
-def stage_modules(command: str) -> set[str]:
-    """The pipeline modules ``python -m pipeline <command>`` can run."""
-    target = next(c.target for c in COMMANDS if c.name == command).partition(":")[0]
-    # The CLI names every stage's module in a string; from it only this command's module runs.
-    edges = [e for e in import_graph.edges() if e.kind in {"module", "function", "dynamic"}
-             and not (e.kind == "dynamic" and e.source == "pipeline.cli")]
-    return import_graph.closure(["pipeline.__main__", target], edges)
+def test_stage_deps_are_the_code_each_stage_runs() -> None:
+    """The same rule `python -m pipeline.devtools.stage_deps --check` applies (one function, shared)."""
+    problems = stage_deps.check()
+    assert not problems, "dvc.yaml drifted; run `python -m pipeline.devtools.stage_deps --write`:\n" + "\n".join(
+        problems)
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
-def test_stage_deps_cover_the_code_it_runs(stage: str) -> None:
-    cmd = STAGES[stage]["cmd"].split()
-    assert cmd[:3] == ["python", "-m", "pipeline"] and len(cmd) >= 4, f"{stage}: unexpected cmd {cmd}"
-    files = sorted(import_graph.modules()[m].relative_to(REPO).as_posix() for m in stage_modules(cmd[3]))
-    deps = [dep for dep in entries(STAGES[stage], "deps") if "${" not in dep]
-    missing = [f for f in files if not covered(f, deps)]
-    assert not missing, (f"dvc.yaml: stage {stage!r} runs code it does not depend on, so changing it would not "
-                         f"rerun the stage; add to its deps: {missing}")
+def test_a_new_import_is_caught_and_write_fixes_it(tmp_path: Path) -> None:
+    """Derived deps really follow the imports: drop one and check fails; --write puts it back, keeping the rest."""
+    text = (REPO / "dvc.yaml").read_text(encoding="utf-8")
+    broken = tmp_path / "dvc.yaml"
+    broken.write_text(text.replace("      - pipeline/stages/evaluate.py\n", "", 1), encoding="utf-8")
+    assert any(line.startswith("stage evaluate: missing ['pipeline/stages/evaluate.py']")
+               for line in stage_deps.check(broken))
+    assert stage_deps.write(broken)
+    assert stage_deps.check(broken) == []
+    assert broken.read_text(encoding="utf-8") == text  # comments, params, outs and order kept
 
 
 def test_every_stage_output_in_paths_py_is_in_dvc_yaml() -> None:

@@ -5,7 +5,7 @@ imported), ``function`` (inside a function: runs when it is called, lazily), ``t
 (under ``if TYPE_CHECKING:``: never runs) or ``dynamic`` (a string that names a module, as
 ``importlib.import_module("pipeline.x")``, ``python -m pipeline.x`` or the CLI's
 ``"pipeline.stages.x:run"`` targets). Shared by tests/test_layers.py (cycles, layering)
-and tests/test_dvc_deps.py (what each DVC stage runs).
+and ``pipeline.devtools.stage_deps`` (what each DVC stage runs, hence its dvc.yaml deps).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "pipeline"
 
 

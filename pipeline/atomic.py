@@ -78,8 +78,10 @@ def replace_atomic(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
         if durable:
             _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         _remove(tmp)
+        if isinstance(error, OSError) and error.filename is not None and str(error.filename) == str(tmp):
+            error.filename = str(path)  # the user's output, not a hidden name that no longer exists
         raise
     if durable:
         _fsync(path.parent)
@@ -133,3 +135,19 @@ def replace_dir_atomic(path: str | Path) -> Iterator[Path]:
         _remove(tmp)
         raise
     _remove(old)
+
+
+def require_writable_folder(path: str | Path) -> None:
+    """Raise ``OSError`` naming ``path`` now, before hours of work, when outputs cannot be written there.
+
+    Creates the folder if needed, then a probe file in it (``os.access`` answers wrongly for root
+    and on some network file systems).
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = _temp_sibling(path / "probe", "file")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None

@@ -16,6 +16,7 @@ from pipeline.atomic import (
     open_atomic,
     replace_atomic,
     replace_dir_atomic,
+    require_writable_folder,
     write_json_atomic,
     write_text_atomic,
 )
@@ -87,6 +88,23 @@ def test_a_full_disk_leaves_the_previous_file(tmp_path: Path) -> None:
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode != 0 and "File too large" in result.stderr, result.stderr
     assert target.read_text() == PREVIOUS and leftovers(tmp_path) == []
+
+
+def test_a_failed_write_names_the_output_not_its_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    with pytest.raises(OSError) as caught, replace_atomic(target) as tmp:
+        raise OSError(28, "No space left on device", str(tmp))
+    assert caught.value.filename == str(target)
+
+
+def test_an_unwritable_output_folder_is_named_before_any_work(tmp_path: Path) -> None:
+    require_writable_folder(tmp_path / "new" / "results")  # made when missing
+    assert (tmp_path / "new" / "results").is_dir() and leftovers(tmp_path / "new" / "results") == []
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError) as caught:
+        require_writable_folder(blocker / "results")  # a file where a folder should be
+    assert caught.value.filename == str(blocker / "results")
 
 
 def test_a_folder_output_is_swapped_in_whole_or_not_at_all(tmp_path: Path) -> None:

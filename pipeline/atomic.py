@@ -121,8 +121,10 @@ def replace_dir_atomic(path: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as error:
         _remove(tmp)
+        if isinstance(error, OSError) and error.filename is not None and str(error.filename).startswith(str(tmp)):
+            error.filename = str(path) + str(error.filename)[len(str(tmp)):]  # the output's own name
         raise
     old = _temp_sibling(path, "old")
     if path.exists():

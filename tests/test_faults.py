@@ -188,3 +188,18 @@ def test_disk_full_during_tune_is_one_line_and_the_rerun_closes_every_run(projec
         trials = {row[0] for row in connection.execute("SELECT name FROM runs WHERE status = 'FINISHED'")}
     assert set(statuses) <= {"FINISHED", "KILLED"}, statuses  # nothing RUNNING, no trial left FAILED
     assert {f"trial-{i:02d}" for i in range(12)} <= trials
+
+
+def test_disk_full_during_preprocess_is_one_line_and_keeps_the_previous_data(project: Path) -> None:
+    """A real short write (``ulimit -f`` caps the child's file size): NumPy's errno-less OSError included."""
+    assert run_cli(["preprocess"], project).returncode == 0
+    meta = (project / "data/processed/meta.json").read_text()
+    code = f'ulimit -f 100; exec "{sys.executable}" -m pipeline preprocess -S seed=7'
+    result = subprocess.run(["bash", "-c", code], cwd=project, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(project)})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and errors[0].startswith("error: data/processed/x_train.npy: No space left on device")
+    assert (project / "data/processed/meta.json").read_text() == meta  # the previous split, whole
+    assert sorted(p.name for p in (project / "data").iterdir() if p.name.startswith(".")) == []

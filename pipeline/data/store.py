@@ -6,7 +6,9 @@ output byte-identical for the same parameters, so DVC sees no change on a rerun.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,18 @@ SPLITS = ("train", "validation", "test")
 
 def save_split(directory: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    np.save(directory / f"x_{split}.npy", np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
-    np.save(directory / f"y_{split}.npy", np.ascontiguousarray(y, dtype=np.int32), allow_pickle=False)
+    _save_array(directory / f"x_{split}.npy", np.ascontiguousarray(x, dtype=np.float32))
+    _save_array(directory / f"y_{split}.npy", np.ascontiguousarray(y, dtype=np.int32))
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    try:
+        np.save(path, array, allow_pickle=False)
+    except OSError as error:
+        if error.errno is not None:
+            raise
+        # NumPy reports a short write ("N requested and M written") without an errno: the disk is full.
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({error})", str(path)) from None
 
 
 def load_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:

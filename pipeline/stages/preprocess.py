@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import current_umask
+from pipeline.atomic import replace_dir_atomic
 from pipeline.config import Params
 from pipeline.data.fingerprint import fingerprint
 from pipeline.data.normalize import fit_normalization, normalize_in_place
@@ -72,18 +70,10 @@ def preprocess(params: Params, raw: RawDataset) -> tuple[Splits, dict[str, Any]]
 
 def write_processed(out_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], meta: dict[str, Any]) -> None:
     """Write into a temporary sibling and swap it in, so a crash never leaves half a dataset."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700, and the rename would keep that
-    try:
+    with replace_dir_atomic(out_dir) as tmp:
         for name in SPLITS:
             save_split(tmp, name, *splits[name])
         save_meta(tmp, meta)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def summary(meta: dict[str, Any]) -> str:

@@ -1,4 +1,10 @@
-"""KerasTuner's state files (oracle.json, trial.json, tuner0.json), written whole and read with a clear error.
+"""Two KerasTuner behaviours the pipeline changes, installed once by ``install()`` before a tuner is built.
+
+1. A failed trial's traceback is not printed: KerasTuner prints it (``config.DEBUG``, True by
+   default) although the search handles the failure; the trial's run and record keep its last
+   line, and ``tune.keras_verbose: true`` brings the full traceback back.
+2. KerasTuner's state files (oracle.json, trial.json, tuner0.json) are written whole and read
+   with a clear error.
 
 KerasTuner writes them in place (``keras_tuner.src.utils.save_json``): a kill or a full disk in
 the middle of a write leaves a torn JSON file, and the next resume fails on a ``JSONDecodeError``
@@ -48,12 +54,15 @@ def load_json(path: str) -> Any:
 
 
 
-def install() -> None:
-    """Route KerasTuner's state writes and reads through this module (idempotent)."""
+def install(*, tracebacks: bool = False) -> None:
+    """Route KerasTuner's state writes and reads through this module; print failed trials' tracebacks
+    only when ``tracebacks`` (idempotent)."""
     global _INSTALLED
+    from keras_tuner.src import config, utils
+
+    config.DEBUG = tracebacks
     if _INSTALLED:
         return
-    from keras_tuner.src import utils
 
     _ORIGINALS.update(save_json=utils.save_json, load_json=utils.load_json)
     utils.save_json, utils.load_json = save_json, load_json

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from pipeline import registry
 from pipeline.errors import ConfigError, short_repr, shorten
 from pipeline.hparams import Choice, Fixed, HParam, Range, parse_hparam
 from pipeline.strict_yaml import load_yaml
@@ -37,7 +41,8 @@ class Section(BaseModel):
 
 # --------------------------------------------------------------------------- data
 class DataConfig(Section):
-    source: Literal["digits", "keras", "images"] = "digits"
+    # a name in pipeline.registry.SOURCES (the code: pipeline/data/sources/)
+    source: Annotated[str, AfterValidator(registry.SOURCES.check)] = "digits"
     keras_dataset: Literal["mnist", "fashion_mnist", "cifar10"] = "mnist"
     images_dir: str = "data/raw"
     image_size: tuple[Annotated[int, Field(ge=4, le=1024)], Annotated[int, Field(ge=4, le=1024)]] = (32, 32)
@@ -71,14 +76,18 @@ INITIALIZERS = (
 )
 REGULARIZERS = ("none", "l1", "l2", "l1_l2")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
-LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "cosine_restarts", "warmup_cosine")
-ARCHITECTURES = ("plain", "vgg", "resnet", "separable")
+# The registered names when this module was loaded (the checks themselves read the registries live).
+LR_SCHEDULES = registry.SCHEDULES.names()
+ARCHITECTURES = registry.ARCHITECTURES.names()
 HEADS = ("gap", "flatten")
 
 
-def _hp(kind: str, *, allowed: tuple[Any, ...] | None = None, ge: float | None = None,
+def _hp(kind: str, *, allowed: Collection[Any] | None = None, ge: float | None = None,
         le: float | None = None, gt: float | None = None, lt: float | None = None) -> Any:
-    """An ``HParam`` field: a fixed value, ``{choices: [...]}`` or ``{min, max, ...}``."""
+    """An ``HParam`` field: a fixed value, ``{choices: [...]}`` or ``{min, max, ...}``.
+
+    ``allowed`` is a tuple of values or a ``Registry`` (its names, as registered at validation time).
+    """
 
     def validate(value: Any) -> HParam:
         return parse_hparam(value, kind=kind, allowed=allowed, ge=ge, le=le, gt=gt, lt=lt)
@@ -87,13 +96,21 @@ def _hp(kind: str, *, allowed: tuple[Any, ...] | None = None, ge: float | None =
     return Annotated[HParam, BeforeValidator(validate), PlainSerializer(lambda hp: hp.describe())]
 
 
-class SearchSpaceConfig(Section):
-    """What KerasTuner searches. Each key is fixed (a scalar) or searched."""
+class _SearchSpaceSection(Section):
+    """What KerasTuner searches. Each key is fixed (a scalar) or searched.
+
+    Learning-rate schedules declare their own knobs (``pipeline.registry.Knob``): they are keys here too,
+    after ``lr_schedule``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    # architecture family and size (the guide's "model selection")
-    architecture: _hp("str", allowed=ARCHITECTURES) = Choice(("plain", "vgg", "resnet", "separable"))
+
+class _SearchSpaceKeys(_SearchSpaceSection):
+    """The search_space keys other than the schedules' knobs."""
+
+    # architecture family and size (the guide's "model selection"); families: pipeline.registry.ARCHITECTURES
+    architecture: _hp("str", allowed=registry.ARCHITECTURES) = Choice(("plain", "vgg", "resnet", "separable"))
     blocks: _hp("int", ge=1, le=8) = Range(1, 3, step=1)
     filters: _hp("int", ge=1, le=1024) = Choice((16, 32))
     kernel_size: _hp("int", ge=1, le=11) = Choice((3, 5))
@@ -113,14 +130,8 @@ class SearchSpaceConfig(Section):
     optimizer: _hp("str", allowed=OPTIMIZERS) = Choice(("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"))
     momentum: _hp("float", ge=0.0, lt=1.0) = Fixed(0.9)
     learning_rate: _hp("float", gt=0.0, le=10.0) = Range(1e-4, 1e-1, sampling="log")
-    lr_schedule: _hp("str", allowed=LR_SCHEDULES) = Choice(LR_SCHEDULES)
-    step_decay_factor: _hp("float", gt=0.0, le=1.0) = Fixed(0.5)
-    step_decay_epochs: _hp("int", ge=1, le=1000) = Fixed(3)
-    exp_decay_rate: _hp("float", gt=0.0, le=1.0) = Fixed(0.8)
-    cosine_floor: _hp("float", ge=0.0, le=1.0) = Fixed(0.01)
-    restart_epochs: _hp("int", ge=1, le=1000) = Fixed(3)
-    restart_mult: _hp("float", ge=1.0, le=10.0) = Fixed(2.0)
-    warmup_epochs: _hp("int", ge=0, le=1000) = Fixed(1)
+    # schedules: pipeline.registry.SCHEDULES (built-ins in pipeline/lr_schedules.py); their knobs follow here
+    lr_schedule: _hp("str", allowed=registry.SCHEDULES) = Choice(LR_SCHEDULES)
     # data augmentation (section 2.1.2: more diverse data against overfitting); active in
     # training only. Sizes are fractions of the image (translate, zoom) or degrees (rotate),
     # so the same values fit 8x8 digits and 224x224 photos.
@@ -133,9 +144,34 @@ class SearchSpaceConfig(Section):
     batch_size: _hp("int", ge=1, le=65536) = Choice((32, 64))
 
 
+def _knob_field(knob: registry.Knob) -> tuple[Any, Any]:
+    annotation = Annotated[HParam, BeforeValidator(knob.parse), PlainSerializer(lambda hp: hp.describe())]
+    return annotation, knob.parse(knob.default)
+
+
+def _with_schedule_knobs(keys: type[Section]) -> type[Section]:
+    """``keys`` with every registered schedule's knobs inserted after ``lr_schedule`` (schema order is the
+    order of the hyperparameters in KerasTuner and of the trial parameters in MLflow)."""
+    fields: dict[str, Any] = {}
+    knobs = registry.schedule_knobs()
+    clash = sorted(set(knobs) & set(keys.model_fields))
+    if clash:
+        raise ValueError(f"lr_schedule knob(s) {', '.join(clash)} are search_space keys already")
+    for name, info in keys.model_fields.items():
+        fields[name] = (info.annotation, info)
+        if name == "lr_schedule":
+            fields.update({knob.name: _knob_field(knob) for knob in knobs.values()})
+    return create_model("SearchSpaceConfig", __base__=_SearchSpaceSection, __doc__=_SearchSpaceSection.__doc__,
+                        __module__=__name__, **fields)
+
+
+SearchSpaceConfig = _with_schedule_knobs(_SearchSpaceKeys)
+
+
 # ------------------------------------------------------------------------ stages
 class TuneConfig(Section):
-    tuner: Literal["bohb", "hyperband", "random", "bayesian"] = "bohb"
+    # a name in pipeline.registry.TUNERS (the code: pipeline/tuning/tuners.py)
+    tuner: Annotated[str, AfterValidator(registry.TUNERS.check)] = "bohb"
     objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     max_epochs: Annotated[int, Field(ge=1, le=10000)] = 9
     factor: Annotated[int, Field(ge=2, le=100)] = 3

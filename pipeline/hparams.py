@@ -9,6 +9,7 @@ KerasTuner hyperparameters.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -97,7 +98,7 @@ def _coerce(value: Any, kind: Kind) -> Any:
     raise ValueError(f"expected a number, got {value!r}")
 
 
-def _check_bounds(value: Any, allowed: tuple[Any, ...] | None, ge: float | None, le: float | None,
+def _check_bounds(value: Any, allowed: Collection[Any] | None, ge: float | None, le: float | None,
                   gt: float | None, lt: float | None) -> None:
     if allowed is not None and value not in allowed:
         raise ValueError(f"{value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
@@ -113,10 +114,13 @@ def _check_bounds(value: Any, allowed: tuple[Any, ...] | None, ge: float | None,
         raise ValueError(f"{value!r} is out of range; allowed: {allowed_text}")
 
 
-def parse_hparam(value: Any, *, kind: Kind, allowed: tuple[Any, ...] | None = None,
+def parse_hparam(value: Any, *, kind: Kind, allowed: Collection[Any] | None = None,
                  ge: float | None = None, le: float | None = None, gt: float | None = None,
                  lt: float | None = None) -> HParam:
-    """Validate one search-space entry and return its ``Fixed``/``Choice``/``Range``."""
+    """Validate one search-space entry and return its ``Fixed``/``Choice``/``Range``.
+
+    ``allowed``: the names a string may take (a tuple, or a ``pipeline.registry.Registry``, read as it is now).
+    """
     if isinstance(value, (Fixed, Choice, Range)):
         return value  # defaults, already valid
     if isinstance(value, dict):

@@ -12,10 +12,6 @@ def direction_of(objective: str) -> Direction:
     return "min" if objective.endswith("loss") else "max"
 
 
-def is_better(candidate: float, reference: float, objective: str) -> bool:
-    return candidate > reference if direction_of(objective) == "max" else candidate < reference
-
-
 def shortfall(achieved: float, promised: float, objective: str) -> float:
     """How far ``achieved`` falls behind ``promised`` (0 when it is as good or better)."""
     gap = promised - achieved if direction_of(objective) == "max" else achieved - promised

@@ -183,3 +183,85 @@ def test_search_efficiency_reruns_one_method_and_merges(smoke_results: dict[str,
     kept = [r for r in after["runs"] if r["method"] != "bayesian"]
     assert [r["epochs"] for r in kept] == [r["epochs"] for r in before["runs"] if r["method"] != "bayesian"]
     assert after["retrain"] == before["retrain"] and after["baselines"] == before["baselines"]
+
+
+# ------------------------------------------------------------------ the fair search suite (bench/search_suite.py)
+sys.path.insert(0, str(REPO / "bench"))
+import search_readings  # noqa: E402
+
+SUITE_METHODS = {"default", "bohb", "hyperband", "bayesian", "random", "optuna_tpe_hyperband", "dehb",
+                 "smac_hyperband"}
+
+
+@pytest.fixture(scope="module")
+def suite_smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("suite") / "search_suite.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "search_suite.py"), "--smoke", "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_suite_gives_every_searcher_the_same_budget_split_and_initial_points(suite_smoke: dict) -> None:
+    payload = suite_smoke
+    measured = set(payload["methods"])
+    assert measured | set(payload["skipped"]) == SUITE_METHODS and not payload["errors"]
+    recipe = payload["recipe"]
+    assert recipe, "the smoke settings ship an initial point"
+    runs = payload["runs"]
+    for condition in ("none", "recipe"):
+        mine = [r for r in runs if r["condition"] == condition]
+        assert {r["method"] for r in mine} == measured  # every searcher in both conditions
+    for key in {(r["task"], r["seed"]) for r in runs}:
+        group = [r for r in runs if (r["task"], r["seed"]) == key]
+        # one budget, one split for every searcher and both conditions
+        assert len({(r["budget_epochs"], r["budget_seconds"]) for r in group}) == 1
+        assert len({json.dumps(r["split"], sort_keys=True) for r in group}) == 1
+        assert len({(r["max_epochs"], r["factor"], r["commit"]) for r in group}) == 1
+        for run in group:
+            assert len(run["epochs"]) >= run["budget_epochs"], f"{run['method']} stopped short of its budget"
+            first = run["trials"][0]["values"]
+            if run["condition"] == "none":
+                assert run["initial_points"] == []
+                assert any(first.get(k) != v for k, v in recipe[0].items()), f"{run['method']}: recipe leaked"
+            else:  # the recipe is each searcher's first trial, whatever library runs it
+                assert run["initial_points"] == recipe
+                assert {k: first.get(k) for k in recipe[0]} == recipe[0], run["method"]
+    assert set(payload["mean_rank"]) == {"none", "recipe"}
+    assert set(payload["fixed_cost"]) == measured
+
+
+def epoch(val: float, test: float, t_end: float) -> dict:
+    return {"val": val, "test": test, "t_end": t_end}
+
+
+def test_readings_of_a_hand_made_trace() -> None:
+    trace = [epoch(0.5, 0.4, 1.0), epoch(0.7, 0.6, 2.0), epoch(0.7, 0.9, 3.0),  # a tie keeps the earlier epoch
+             epoch(0.6, 0.5, 7.0), epoch(0.9, 0.8, 8.5), epoch(0.8, 0.7, 9.0)]
+    got = search_readings.run_readings(trace, budget_epochs=6, budget_seconds=9.0)
+    # epochs: 1/3 -> 2 epochs, 2/3 -> 4, full -> 6
+    assert got["epochs"] == {"1/3": {"val": 0.7, "test": 0.6}, "2/3": {"val": 0.7, "test": 0.6},
+                             "full": {"val": 0.9, "test": 0.8}}
+    # seconds: 1/3 -> 3 s (three epochs ended), 2/3 -> 6 s (still three), full -> 9 s (all)
+    assert got["seconds"] == {"1/3": {"val": 0.7, "test": 0.6}, "2/3": {"val": 0.7, "test": 0.6},
+                              "full": {"val": 0.9, "test": 0.8}}
+    late = search_readings.run_readings([epoch(0.5, 0.5, 5.0)], budget_epochs=3, budget_seconds=9.0)
+    assert late["seconds"]["1/3"] is None and late["seconds"]["2/3"] == {"val": 0.5, "test": 0.5}
+    assert search_readings.reading_value(None, "val") == 0.0
+
+
+def test_ranks_and_suite_mean_rank() -> None:
+    assert search_readings.ranks({"a": 0.9, "b": 0.8, "c": 0.9}) == {"a": 1.5, "c": 1.5, "b": 3.0}
+
+    def table(**means: float) -> dict:
+        return {m: {key: {"n": 1, "mean": v} for key in ("epochs/full/val",)} for m, v in means.items()}
+
+    tables = {"t1": table(a=0.9, b=0.8), "t2": table(a=0.5, b=0.7), "t3": table(a=0.6, b=0.6)}
+    ranked = search_readings.mean_ranks(tables, ["a", "b"])
+    assert ranked["a"]["epochs/full/val"] == pytest.approx((1 + 2 + 1.5) / 3)
+    assert ranked["b"]["epochs/full/val"] == pytest.approx((2 + 1 + 1.5) / 3)
+    runs = [{"method": "a", "seed": s, "readings": search_readings.run_readings([epoch(v, v, 1.0)], 1, 1.0)}
+            for s, v in ((0, 0.5), (1, 0.7))]
+    spread = search_readings.task_table(runs, ["a"])["a"]["epochs/full/val"]
+    assert spread["n"] == 2 and spread["mean"] == pytest.approx(0.6) and (spread["min"], spread["max"]) == (0.5, 0.7)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-import typing
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +29,8 @@ def data_config(**values: object) -> DataConfig:
 
 
 def test_registry_knows_exactly_the_sources_the_schema_allows() -> None:
-    allowed = typing.get_args(DataConfig.model_fields["source"].annotation)
-    assert sorted(sources.SOURCES) == sorted(allowed)
-    assert all(source.name == name for name, source in sources.SOURCES.items())
+    assert sorted(sources.SOURCES.implemented()) == sorted(sources.SOURCES.names())
+    assert all(sources.SOURCES.implementation(name).name == name for name in sources.SOURCES)
 
 
 def test_digits_source() -> None:
@@ -264,7 +262,7 @@ def test_preprocess_holds_the_images_once() -> None:
     """Splitting and normalizing allocate next to nothing beyond the source's own array."""
     rng = np.random.default_rng(0)
     raw = sources.RawDataset(x=rng.integers(0, 256, size=(4000, 32, 32, 3)).astype(np.float32),
-                             y=np.arange(3000) % 10, class_names=list("abcdefghij"), pixel_max=255.0,
+                             y=np.arange(4000) % 10, class_names=list("abcdefghij"), pixel_max=255.0,
                              dataset="images")
     params = parse_params({"data": {"source": "images"}})
     tracemalloc.start()
@@ -288,3 +286,30 @@ def test_a_source_adds_meta_keys_but_cannot_overwrite_the_stage_s(tmp_path: Path
     assert preprocess.preprocess(params, raw({"revision": "abc123"}))[1]["revision"] == "abc123"
     with pytest.raises(ValueError, match=r"meta.json key\(s\) the stage owns: \['fingerprint', 'sizes'\]"):
         preprocess.preprocess(params, raw({"sizes": 1, "fingerprint": "0"}))
+
+
+@pytest.mark.parametrize(("images", "labels", "said"), [(40, 30, "40 images but 30"),
+                                                         (30, 40, "30 images but 40"),
+                                                         (30, (30, 1), "30 images but an array of shape (30, 1) of")])
+def test_preprocess_refuses_an_image_label_count_mismatch(images: int, labels: object, said: str) -> None:
+    params = parse_params({"split": {"validation": 0.2, "test": 0.2}})
+    y = np.arange(np.prod(labels)).reshape(labels) % 3
+    raw = sources.RawDataset(x=np.ones((images, 4, 4, 1), np.float32), y=y, class_names=["a", "b", "c"],
+                             pixel_max=1.0, dataset="toy")
+    with pytest.raises(DataError) as raised:
+        preprocess.preprocess(params, raw)
+    assert raised.value.lines == [f"data source 'digits' (toy): {said} labels; allowed: exactly one class index "
+                                  "per image"]
+
+
+def test_a_processed_split_with_more_images_than_labels_is_one_line_naming_the_files(tmp_path: Path) -> None:
+    from pipeline.data.store import save_split
+
+    save_split(tmp_path, "train", np.zeros((5, 2, 2, 1)), np.arange(4))
+    with pytest.raises(DataError) as raised:
+        load_split(tmp_path, "train")
+    assert raised.value.lines == [f"{tmp_path / 'x_train.npy'}: 5 images but y_train.npy has 4 labels; allowed: "
+                                  "one label per image (rerun `python -m pipeline preprocess`)"]
+    save_split(tmp_path, "train", np.zeros((4, 2, 2, 1)), np.arange(4))
+    x, y = load_split(tmp_path, "train")
+    assert x.shape == (4, 2, 2, 1) and y.tolist() == [0, 1, 2, 3] and not isinstance(x, np.memmap)

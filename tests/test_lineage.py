@@ -27,6 +27,7 @@ def test_same_data_rule() -> None:
 def test_new_split_refuses_the_old_model(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     prepare_data(project)
     train_and_evaluate(project, epochs=1)
+    assert main(["register"]) == 0  # version 1, alias challenger, trained on the old split
     old = json.loads((project / "data/processed/meta.json").read_text())["fingerprint"]
     write_params(project, seed=7)  # a new split of the same images
     assert main(["preprocess"]) == 0
@@ -39,7 +40,11 @@ def test_new_split_refuses_the_old_model(project: Path, capsys: pytest.CaptureFi
         errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(errors) == 1 and errors[0].startswith("error: models/model.keras was trained on other data")
         assert old[:12] in errors[0] and new[:12] in errors[0]
-    # nothing was registered from the refused model
+    assert main(["promote"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: challenger models:/digits-cnn/1 was trained "
+                                                     "on other data")
+    # nothing new was registered, no alias moved
     from pipeline.tracking import registry
 
-    assert not registry.registered_model_exists("digits-cnn")
+    assert registry.aliases("digits-cnn") == {"challenger": "1"}

@@ -66,14 +66,36 @@ def test_single_choice_builds_and_trains_one_step(key: str, value, data) -> None
     assert any(not np.array_equal(a, b) for a, b in zip(before, weights(model), strict=True))
 
 
+def separable_task(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """3 classes told apart by a texture a 3x3 filter sees anywhere (horizontal stripes, vertical stripes,
+    a checkerboard), under noise: separable after global pooling too."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    rows, cols = np.indices((8, 8))
+    patterns = np.stack([rows % 2, cols % 2, (rows + cols) % 2]).astype("float32")
+    x = 1.5 * patterns[y] + rng.normal(0.0, 0.5, size=(n, 8, 8))
+    return x[..., None].astype("float32"), y
+
+
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_architectures_train_in_graph_mode(architecture: str, data) -> None:
-    space = tiny_space(architecture=architecture, label_smoothing=0.1, batch_norm=True, dropout=0.25,
-                       regularizer="l2", optimizer="adamw", lr_schedule="warmup_cosine")
-    hypermodel = CNNHyperModel(space, (8, 8, 1), 3, seed=0, total_epochs=2)
+def test_architectures_learn_a_separable_task_in_graph_mode(architecture: str) -> None:
+    """The schedule, the optimizer and the regularizers on at once, in graph mode: the model learns (training
+    broken anywhere, say frozen weights, a zero learning rate or a wrong loss, stays at chance: 1/3).
+
+    Batch norm is left out: on 48 steps its moving statistics lag the weights, and the separable family's
+    validation accuracy then falls to chance although its training loss falls (measured 2026-12-03).
+    """
+    space = tiny_space(architecture=architecture, blocks=2, filters=8, dense_units=16, label_smoothing=0.1,
+                       dropout=0.25, regularizer="l2", optimizer="adamw", learning_rate=0.03,
+                       lr_schedule="warmup_cosine", batch_size=8)
+    epochs = 6
+    hypermodel = CNNHyperModel(space, (8, 8, 1), 3, seed=0, total_epochs=epochs)
     hp = keras_tuner.HyperParameters()
-    history = hypermodel.fit(hp, hypermodel.build(hp), *data, validation_data=data, epochs=2)
-    assert all(np.isfinite(history.history[k]).all() for k in ("loss", "val_loss", "learning_rate"))
+    train, validation = separable_task(192, seed=1), separable_task(96, seed=2)
+    history = hypermodel.fit(hp, hypermodel.build(hp), *train, validation_data=validation, epochs=epochs).history
+    assert all(np.isfinite(history[k]).all() for k in ("loss", "val_loss", "learning_rate"))
+    assert history["loss"][-1] < 0.7 * history["loss"][0], history["loss"]
+    assert history["val_accuracy"][-1] >= 0.6, history["val_accuracy"]
 
 
 @pytest.mark.parametrize(("name", "check"), [

@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.config import LR_SCHEDULES, SearchSpaceConfig
 from pipeline.model import CNNHyperModel, learning_rate_at
+from pipeline.registry import SCHEDULES
 
 LR = 0.1
 BASE = dict(learning_rate=LR, step_decay_factor=0.5, step_decay_epochs=2, exp_decay_rate=0.8,
@@ -155,3 +156,28 @@ def test_rate_reaches_the_graph(data) -> None:
         after = [np.array(w) for w in model.get_weights()]
         changed = any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
         assert changed is should_change
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES.names())
+def test_a_schedule_reads_exactly_the_knobs_it_declares(schedule: str) -> None:
+    """The report and the ablation trust the declaration (a knob acts only under the schedules that declare
+    it): the rate needs no other key, and each declared knob changes it somewhere."""
+    entry = SCHEDULES.get(schedule)
+    epochs = [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 5]
+
+    def rates(**changed: float) -> list[float]:
+        values = {"learning_rate": LR, **{k.name: BASE.get(k.name, k.default) for k in entry.knobs}, **changed}
+        return [entry.rate(values, epoch, TOTAL) for epoch in epochs]  # a KeyError: an undeclared key is read
+
+    reference = rates()
+    for knob in entry.knobs:
+        value = BASE.get(knob.name, knob.default)
+        other = value + 1 if knob.kind == "int" else value * 0.5 if value * 0.5 >= (knob.ge or 0) else value * 1.5
+        assert rates(**{knob.name: other}) != pytest.approx(reference), f"{schedule} ignores its knob {knob.name}"
+
+
+def test_an_unknown_schedule_is_one_line_with_the_known_ones() -> None:
+    with pytest.raises(ValueError) as caught:
+        learning_rate_at({"learning_rate": LR, "lr_schedule": "linear"}, 0)
+    assert str(caught.value) == ("search_space.lr_schedule: unknown lr_schedule 'linear'; allowed: "
+                                 + ", ".join(LR_SCHEDULES))

@@ -164,22 +164,56 @@ def test_a_winner_needs_a_test_with_p_below_alpha():
     assert fmt_p(0.0496) == "p=0.0496" and fmt_p(0.31) == "p=0.310"
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_no_verdict_names_a_winner_at_p_at_or_above_alpha(seed):
-    rng = np.random.default_rng(seed)
-    n = 30
-    labels = pd.Series(rng.choice(["a", "b", "c"], n))
-    scores = pd.Series(rng.normal(0.6, 0.05, n) + (labels == "a") * rng.uniform(0, 0.05))
-    budgets = pd.Series(rng.choice([1, 3, 9], n).astype(float))
-    groups = {k: labels.index[labels == k] for k in "abc"}
+def _scores(ranks: tuple[int, ...], budget: float = 9.0) -> list[tuple[float, float]]:
+    """(score, budget) rows whose order is ``ranks`` (1 = worst): hand-made data with a known rank order."""
+    return [(round(0.5 + r / 100 + (0.3 if budget > 1 else 0.0), 4), budget) for r in ranks]
+
+
+# Hand-made groups around the 0.05 line; each case's p is computed below with scipy on the raw scores
+# (one budget: the within-budget ranks are a monotone map of them), not read from the verdict.
+BOUNDARY_CASES = {
+    "kruskal p=0.0548, no winner": ({"a": _scores((1, 2, 3, 6)), "b": _scores((4, 5, 10, 12)),
+                                     "c": _scores((7, 8, 9, 11))}, None),
+    "kruskal p=0.0498, c wins": ({"a": _scores((1, 2, 3, 6)), "b": _scores((4, 5, 9, 12)),
+                                  "c": _scores((7, 8, 10, 11))}, "c"),
+    "mann-whitney p=0.0649, no winner": ({"a": _scores((1, 2, 3, 4, 5, 12)), "b": _scores((6, 7, 8, 9, 10, 11))},
+                                         None),
+    "mann-whitney p=0.0411, b wins": ({"a": _scores((1, 2, 3, 4, 5, 11)), "b": _scores((6, 7, 8, 9, 10, 12))},
+                                      "b"),
+    # two budgets: every 9-epoch score beats every 1-epoch one, so only ranks within a budget may count
+    "stratified, a leads at both budgets": ({"a": _scores((4, 5, 6), 1.0) + _scores((5, 6), 9.0),
+                                             "b": _scores((1, 2, 3), 1.0) + _scores((1, 2, 3, 4), 9.0)}, "a"),
+}
+
+
+@pytest.mark.parametrize("case", list(BOUNDARY_CASES))
+def test_no_verdict_names_a_winner_at_p_at_or_above_alpha(case: str) -> None:
+    from scipy.stats import rankdata
+
+    data, winner = BOUNDARY_CASES[case]
+    rows = [(group, score, budget) for group, pairs in data.items() for score, budget in pairs]
+    labels = pd.Series([g for g, _, _ in rows])
+    scores = pd.Series([s for _, s, _ in rows])
+    budgets = pd.Series([b for _, _, b in rows])
+    groups = {k: labels.index[labels == k] for k in data}
+    # the p-value the rule must follow, from scipy on ranks within each budget computed here
+    within = pd.Series(0.0, index=scores.index)
+    for budget in budgets.unique():
+        rows_at = budgets.index[budgets == budget]
+        within[rows_at] = rankdata(scores[rows_at]) / len(rows_at)
+    samples = [within[g].to_numpy() for g in groups.values()]
+    p = (mannwhitneyu(*samples, alternative="two-sided") if len(samples) == 2 else kruskal(*samples)).pvalue
+    assert (p < 0.05) == (winner is not None), f"the hand-made case {case!r} is not where it claims (p={p})"
+
     verdict, test = choice_verdict("q", groups, scores, budgets, True, 3)
 
-    assert test is not None
-    if test.p_value < 0.05:
-        assert verdict.kind == WINNER and verdict.winner == test.leader
-    else:
+    assert verdict.p_value == pytest.approx(p, rel=1e-9)
+    if winner is None:
         assert verdict.kind == NO_CLEAR_DIFFERENCE and verdict.winner is None
-        assert verdict.statement.startswith(f"no clear difference (Kruskal-Wallis {fmt_p(test.p_value)}, {n} ")
+        name = "Mann-Whitney U" if len(groups) == 2 else "Kruskal-Wallis"
+        assert verdict.statement.startswith(f"no clear difference ({name} {fmt_p(p)}, {len(rows)} ")
+    else:
+        assert verdict.kind == WINNER and verdict.winner == winner
 
 
 def test_leading_bin_without_significance_is_worded_descriptively():

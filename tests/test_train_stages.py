@@ -144,6 +144,16 @@ def test_a_retrained_model_short_of_the_search_warns_tags_and_keeps_the_trial_ch
     tags = MlflowClient(record["tracking_uri"]).get_run(record["run_id"]).data.tags
     assert tags["reproduced_search"] == "false" and tags["short_of_search"].startswith("0007:")
 
+    # preprocess again on a new split: that checkpoint's training images are partly today's test images,
+    # so train must retrain, never fall back to it (the search's score was measured on other data)
+    assert run_cli(["preprocess", "-S", "seed=7"], cwd=project).returncode == 0
+    result = run_cli(["train", "-S", "train.epochs=1", "-S", "train.seeds=1"], cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "comes from a search on other data" in result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith("warning: trial 0007")]
+    member = json.loads((project / "results/train/run.json").read_text())["members"][0]
+    assert member["source"] == "retrained"
+
 
 def test_evaluate_with_a_model_for_other_data_is_one_clear_line(project: Path) -> None:
     import keras

@@ -43,6 +43,12 @@ def load_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     x_path, y_path = directory / f"x_{split}.npy", directory / f"y_{split}.npy"
     if not x_path.is_file() or not y_path.is_file():
         raise DataError(f"{x_path}: not found; run `python -m pipeline preprocess` (or `dvc repro`) first")
+    # mmap: the counts are checked before the images are read (a split can be gigabytes)
+    x, y = np.load(x_path, allow_pickle=False, mmap_mode="r"), np.load(y_path, allow_pickle=False, mmap_mode="r")
+    if x.ndim < 1 or y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{x_path}: {len(x) if x.ndim else 0} images but {y_path.name} has "
+                        f"{len(y) if y.ndim == 1 else 'shape ' + str(y.shape)} labels; allowed: one label per image "
+                        "(rerun `python -m pipeline preprocess`)")
     return np.load(x_path, allow_pickle=False), np.load(y_path, allow_pickle=False)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pipeline.registry import schedule_knobs
+
 BEST_NAME = "best"
 BASELINE = "baseline"  # the dimension of a named baseline
 # The decision metric. Validation, not test: the test split stays out of every decision, so the
@@ -80,11 +82,9 @@ def plan_variants(best_values: Mapping[str, Any], dimensions: Mapping[str, Seque
 
 
 # Keys that change only the initial weights or the learning rate the schedule callback assigns each
-# batch: variants differing in nothing else train the same graph, so they share one model (and its
-# traced train step) with the best configuration.
-GRAPH_FREE_KEYS = frozenset({"init", "init_stddev", "learning_rate", "lr_schedule", "step_decay_factor",
-                             "step_decay_epochs", "exp_decay_rate", "cosine_floor", "restart_epochs", "restart_mult",
-                             "warmup_epochs"})
+# batch (every registered schedule's knobs): variants differing in nothing else train the same graph,
+# so they share one model (and its traced train step) with the best configuration.
+GRAPH_FREE_KEYS = frozenset({"init", "init_stddev", "learning_rate", "lr_schedule", *schedule_knobs()})
 
 
 def graph_key(values: Mapping[str, Any]) -> str:

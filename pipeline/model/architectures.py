@@ -1,5 +1,9 @@
 """Architecture families of the guide's "model selection": plain, vgg, resnet, separable.
 
+Each family is declared in ``pipeline.registry.ARCHITECTURES`` (the names params.yaml may use) and
+implemented here as a ``Family``: the function that builds one block. ``build_network`` puts the
+shared parts around it (augmentation, the head, dropout, the softmax).
+
 ``blocks`` counts down-sampling steps; each block halves the feature map (max pooling,
 or a stride-2 convolution in resnet) and doubles the filters. The number of blocks is
 clamped to the halvings the input allows (8x8 -> 3, 32x32 -> 5, 7x5 -> 3 with "same"
@@ -11,13 +15,16 @@ effective depth is part of the model name (``resnet_3blocks``) and given by
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 
-from pipeline.config import ARCHITECTURES, HEADS
+from pipeline.config import HEADS
 from pipeline.model.initializers import kernel_initializer, layer_seed
 from pipeline.model.regularizers import kernel_regularizer
+from pipeline.registry import ARCHITECTURES
 
 # Filters double per block up to this width (or the base width when it is larger), so that
 # deep stacks on large inputs stay trainable in memory.
@@ -140,15 +147,26 @@ def _residual(make: _Layers, x: Any, filters: int, downsample: bool) -> Any:
     return make.act(keras.layers.Add()([y, shortcut]))
 
 
-_BLOCKS = {"plain": _plain, "vgg": _vgg, "separable": _separable, "resnet": _residual}
+@dataclass(frozen=True)
+class Family:
+    """How an architecture family builds: ``block(make, x, filters, downsample)`` per block; ``stem``: one
+    convolution before the first block (a residual block needs features to add to)."""
+
+    block: Callable[[_Layers, Any, int, bool], Any]
+    stem: bool = False
+
+
+for _name, _family in (("plain", Family(_plain)), ("vgg", Family(_vgg)), ("separable", Family(_separable)),
+                       ("resnet", Family(_residual, stem=True))):
+    ARCHITECTURES.implement(_name, _family)
+del _name, _family
 
 
 def build_network(values: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
                   seed: int = 42) -> keras.Model:
     """The (uncompiled) classifier for hyperparameter ``values``; softmax over ``num_classes``."""
     architecture, head = values["architecture"], values["head"]
-    if architecture not in _BLOCKS:
-        raise ValueError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
+    family: Family = ARCHITECTURES.implementation(architecture)  # an unknown name: one line with the known ones
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; allowed: {', '.join(HEADS)}")
     input_shape = tuple(int(d) for d in input_shape)
@@ -163,12 +181,12 @@ def build_network(values: dict[str, Any], input_shape: tuple[int, ...], num_clas
     for layer in augmentation_layers(values, seed):
         x = layer(x)
     depth = effective_blocks(int(values["blocks"]), input_shape)
-    if architecture == "resnet":  # a stem so the first residual block has features to add
+    if family.stem:
         x = make.act(make.norm(make.conv(x, block_filters(values["filters"], 0))))
     size = min(input_shape[:2])
     for index in range(depth):
         downsample = size > 1
-        x = _BLOCKS[architecture](make, x, block_filters(values["filters"], index), downsample)
+        x = family.block(make, x, block_filters(values["filters"], index), downsample)
         size = math.ceil(size / 2) if downsample else size
 
     x = keras.layers.GlobalAveragePooling2D()(x) if head == "gap" else keras.layers.Flatten()(x)

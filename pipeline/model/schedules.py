@@ -7,25 +7,17 @@ into a freshly compiled model whose step counter is 0, so a step-based Keras
 learning rate before every batch from ``learning_rate_at(values, epoch + batch / steps)``,
 which gives a continued trial exactly the rates of an uninterrupted one.
 
-Schedules (``lr`` = ``learning_rate``, ``T`` = total epochs, ``floor = lr * cosine_floor``):
-  constant         lr
-  step             lr * step_decay_factor ** floor(epoch / step_decay_epochs)
-  exponential      lr * exp_decay_rate ** epoch
-  cosine           floor + (lr - floor) * (1 + cos(pi * min(epoch, T) / T)) / 2
-  cosine_restarts  SGDR: the cosine over a period of restart_epochs, each next period
-                   restart_mult times longer, back to lr at every restart
-  warmup_cosine    linear from floor to lr over warmup_epochs, then the cosine from lr to
-                   floor over the remaining T - warmup_epochs epochs
+The schedules themselves (their formulas and knobs) are entries of ``pipeline.registry.SCHEDULES``;
+the built-in ones are in ``pipeline.lr_schedules``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
 
-SCHEDULES_NEEDING_TOTAL = ("cosine", "warmup_cosine")
+from pipeline.registry import SCHEDULES
 
 
 def _total_epochs(values: dict[str, Any], total_epochs: float | None) -> float:
@@ -38,51 +30,15 @@ def _total_epochs(values: dict[str, Any], total_epochs: float | None) -> float:
     )
 
 
-def _cosine(lr: float, floor: float, progress: float) -> float:
-    progress = min(max(progress, 0.0), 1.0)
-    return floor + (lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _restart_position(epoch: float, period: float, mult: float) -> tuple[float, float]:
-    """(epochs since the last restart, length of the current period) for SGDR."""
-    if mult == 1.0:
-        return epoch % period, period
-    start = 0.0
-    while epoch >= start + period:  # periods grow geometrically: a few iterations
-        start += period
-        period *= mult
-    return epoch - start, period
-
-
 def learning_rate_at(values: dict[str, Any], epoch: float, total_epochs: float | None = None) -> float:
     """The learning rate at (fractional, absolute) ``epoch`` for hyperparameter ``values``.
 
-    ``total_epochs`` is the horizon of ``cosine``/``warmup_cosine``; without it the value
-    ``values["total_epochs"]`` and then ``values["tuner/epochs"]`` are used.
+    ``total_epochs`` is the horizon of the schedules that anneal over the run (``needs_total``);
+    without it the value ``values["total_epochs"]`` and then ``values["tuner/epochs"]`` are used.
     """
-    lr = float(values["learning_rate"])
-    schedule = values.get("lr_schedule", "constant")
-    epoch = max(float(epoch), 0.0)
-    floor = lr * float(values.get("cosine_floor", 0.0))
-    if schedule == "constant":
-        return lr
-    if schedule == "step":
-        return lr * float(values["step_decay_factor"]) ** math.floor(epoch / int(values["step_decay_epochs"]))
-    if schedule == "exponential":
-        return lr * float(values["exp_decay_rate"]) ** epoch
-    if schedule == "cosine":
-        return _cosine(lr, floor, epoch / _total_epochs(values, total_epochs))
-    if schedule == "cosine_restarts":
-        since, period = _restart_position(epoch, float(values["restart_epochs"]), float(values["restart_mult"]))
-        return _cosine(lr, floor, since / period)
-    if schedule == "warmup_cosine":
-        warmup = float(values["warmup_epochs"])
-        if epoch < warmup:
-            return floor + (lr - floor) * epoch / warmup
-        remaining = _total_epochs(values, total_epochs) - warmup
-        # a warmup as long as the whole run leaves no cosine phase: the floor right after it
-        return _cosine(lr, floor, (epoch - warmup) / remaining if remaining > 0 else 1.0)
-    raise ValueError(f"unknown lr_schedule {schedule!r}")
+    schedule = SCHEDULES.get(values.get("lr_schedule", "constant"))
+    total = _total_epochs(values, total_epochs) if schedule.needs_total else float("nan")
+    return float(schedule.rate(values, max(float(epoch), 0.0), total))
 
 
 class ScheduleCallback(keras.callbacks.Callback):
@@ -102,7 +58,7 @@ class ScheduleCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._epoch_lr: float | None = None
         self._last_set: float | None = None
-        if self.values.get("lr_schedule") in SCHEDULES_NEEDING_TOTAL:
+        if SCHEDULES.get(self.values.get("lr_schedule", "constant")).needs_total:
             _total_epochs(self.values, total_epochs)  # fail at once, not in the first batch
 
     def rate(self, epoch: float) -> float:

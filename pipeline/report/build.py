@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.report import ablation, sections
+from pipeline.report import ablation, search_gain, sections
 from pipeline.report.chains import BUDGET, collapse, continued
 from pipeline.report.claims import answer_all
 from pipeline.report.importance import rank
@@ -40,6 +40,9 @@ class Inputs:
     ablation: Path | None = None
     # results/evaluate/metrics.json: the final model next to the scikit-learn baselines (absent: no section)
     evaluation: Path | None = None
+    # results/tune/metrics.json and results/train/run.json: what the search bought over the initial point
+    tune_metrics: Path | None = None
+    train_run: Path | None = None
 
 
 def clean(out_dir: Path) -> None:
@@ -95,6 +98,7 @@ def build_report(space: Any, min_trials: int, top_trials: int, inputs: Inputs, o
     best_trial = sections.best_trial(doc, trials, chains, dims)
     sections.answers(doc, findings, verdicts)
     sections.baselines(doc, inputs.evaluation)
+    search_gain.write_section(doc, inputs.tune_metrics, inputs.train_run)
     ablated = ablation.section(doc, inputs.ablation, out_dir / FIGURES, best)
     importance = rank(chains, dims, bootstraps=bootstraps, seed=seed)
     sections.importance(doc, importance, out_dir)

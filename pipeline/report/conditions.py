@@ -5,8 +5,9 @@ trial of ``optimizer: adam`` still carries a sampled ``weight_decay`` that the m
 reads. Statistics over such a column measure noise; analyses use ``is_active`` to keep
 only the trials where the value reached the model. The map mirrors the model code:
 ``pipeline.model.optimizers`` (momentum, weight_decay), ``regularizers`` (reg_strength),
-``initializers`` (init_stddev) and ``schedules`` (each schedule's knobs). Plain Python
-only, so that any module (report, ablation, tuning) can import it cheaply.
+``initializers`` (init_stddev); each learning-rate schedule's knobs come from their declaration
+in ``pipeline.registry.SCHEDULES``. Plain Python only, so that any module (report, ablation,
+tuning) can import it cheaply.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_COSINES = frozenset({"cosine", "cosine_restarts", "warmup_cosine"})
+from pipeline.registry import knob_users
 
 # hyperparameter -> (the hyperparameter it depends on, the values of that one under which it acts)
 ACTIVE_WHEN: dict[str, tuple[str, frozenset[str]]] = {
@@ -22,13 +23,8 @@ ACTIVE_WHEN: dict[str, tuple[str, frozenset[str]]] = {
     "weight_decay": ("optimizer", frozenset({"adamw"})),
     "reg_strength": ("regularizer", frozenset({"l1", "l2", "l1_l2"})),
     "init_stddev": ("init", frozenset({"random_normal", "random_uniform"})),
-    "step_decay_factor": ("lr_schedule", frozenset({"step"})),
-    "step_decay_epochs": ("lr_schedule", frozenset({"step"})),
-    "exp_decay_rate": ("lr_schedule", frozenset({"exponential"})),
-    "cosine_floor": ("lr_schedule", _COSINES),
-    "restart_epochs": ("lr_schedule", frozenset({"cosine_restarts"})),
-    "restart_mult": ("lr_schedule", frozenset({"cosine_restarts"})),
-    "warmup_epochs": ("lr_schedule", frozenset({"warmup_cosine"})),
+    # a schedule's knob acts under the schedules that declare it
+    **{knob: ("lr_schedule", schedules) for knob, schedules in knob_users().items()},
 }
 
 

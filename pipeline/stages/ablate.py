@@ -32,30 +32,15 @@ def _write(out_dir: Path, results: dict[str, Any], verdicts: list[Any]) -> None:
 
 
 def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / argparse.Namespace
-    from pipeline.atomic import replace_dir_atomic
-
     config = params.ablate
     if not config.enabled:
-        with replace_dir_atomic(ABLATE_DIR) as out_dir:
-            _write(out_dir, {"enabled": False, "note": "ablate.enabled is false: the report uses the search's "
-                             "evidence"}, [])
-        print(f"ablate: skipped (ablate.enabled: false); wrote an empty {VERDICTS_FILE}")
-        return 0
-    best = read_handoff(paths.BEST_HPARAMS_FILE, producer="tune", required="values")
-    if not isinstance(best["values"], dict):
-        raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: 'values' is not a mapping of hyperparameters; "
-                            "rerun `python -m pipeline tune`")
-    keys = [*config.dimensions, *(key for changes in config.baselines.values() for key in changes)]
-    missing = list(dict.fromkeys(key for key in keys if key not in best["values"]))
-    if missing:
-        raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: no value for {', '.join(missing)} (named in ablate); "
-                            "rerun `python -m pipeline tune`")
+        return _write_disabled()
+    best = read_best(config)
     epochs = config.epochs or params.train.epochs
 
     from pipeline.data.store import load_meta
     from pipeline.evaluation.ablation_plan import METRIC, SCORE_COLUMNS, ablation_seeds, plan_variants
-    from pipeline.evaluation.ablation_plot import effects_figure
-    from pipeline.evaluation.ablation_stats import ablation_verdicts, describe, effects
+    from pipeline.evaluation.ablation_stats import ablation_verdicts, effects
     from pipeline.tracking.ablation_run import AblationRun
     from pipeline.tracking.store import configure
 
@@ -81,19 +66,7 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     started = time.monotonic()
     with AblationRun(tracking_uri, params.mlflow.experiment, settings, tags,
                      child_tags={"data_fingerprint": str(meta.get("fingerprint"))}) as mlflow_run:
-        done = []
-
-        def on_run(record: dict[str, Any]) -> None:
-            done.append(record)
-            if record.get("same_as"):
-                print(f"  run {len(done)}/{total} {record['variant']} seed {record['seed']}: the configuration of "
-                      f"{record['same_as']}, not trained again", flush=True)
-                return
-            print(f"  run {len(done)}/{total} {record['variant']} seed {record['seed']}: {METRIC} "
-                  f"{record['val_accuracy']:.4f}" + (f", gap {record['gap']:+.4f}" if "gap" in record else "")
-                  + f" ({record['seconds']:.1f} s)", flush=True)
-
-        runs = _train(params, variants, seeds, epochs, meta, mlflow_run, on_run)
+        runs = _train(params, variants, seeds, epochs, meta, mlflow_run, run_printer(total, METRIC))
         found = effects(runs, seeds, (METRIC, *[c for c in SCORE_COLUMNS if c != METRIC]), config.min_effect)
         verdicts = ablation_verdicts(runs, best["values"], seeds, meta["num_classes"], config.min_effect, METRIC,
                                      config.baselines)
@@ -107,26 +80,87 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
             "mlflow": {"tracking_uri": tracking_uri, "experiment_id": mlflow_run.experiment_id,
                        "run_id": mlflow_run.run_id, "run_name": mlflow_run.run_name},
         }
-        with replace_dir_atomic(ABLATE_DIR) as out_dir:
-            _write(out_dir, results, verdicts)
-            effects_figure(found, METRIC, best["values"], out_dir / FIGURE_FILE.name, config.min_effect,
-                           title=f"Ablation of trial {best.get('trial_id')}: {len(seeds)} seeds x {epochs} epochs")
-        summary = {}
-        for effect in found:
-            key = f"{effect['dimension']}_{effect['value']}"
-            summary |= {f"effect_{key}": effect[METRIC]["mean"], f"ci_low_{key}": effect[METRIC]["ci_low"],
-                        f"ci_high_{key}": effect[METRIC]["ci_high"], f"p_{key}": effect[METRIC]["p_value"]}
-        summary["seconds"] = results["seconds"]
-        mlflow_run.finish(summary, {"verdicts": "; ".join(f"{v.question}: {v.label}" for v in verdicts)},
+        _write_outputs(results, found, verdicts, config.min_effect)
+        mlflow_run.finish(_summary(found, results["seconds"], METRIC),
+                          {"verdicts": "; ".join(f"{v.question}: {v.label}" for v in verdicts)},
                           [RESULTS_FILE, VERDICTS_FILE, FIGURE_FILE])
-    for effect in found:
-        print(f"  {effect['dimension']}={effect['value']}: {describe(effect[METRIC], METRIC)}"
-              + (" (clear)" if effect["clear"] else ""))
-    for verdict in verdicts:
-        print(f"  {verdict.question}: {verdict.statement}")
+    _print_findings(found, verdicts, METRIC)
     print(f"ablate: {total} runs in {results['seconds']:.0f} s -> {ABLATE_DIR}/; MLflow run {mlflow_run.run_name} "
           f"({mlflow_run.run_id})")
     return 0
+
+
+def _write_disabled() -> int:
+    from pipeline.atomic import replace_dir_atomic
+
+    with replace_dir_atomic(ABLATE_DIR) as out_dir:
+        _write(out_dir, {"enabled": False, "note": "ablate.enabled is false: the report uses the search's "
+                         "evidence"}, [])
+    print(f"ablate: skipped (ablate.enabled: false); wrote an empty {VERDICTS_FILE}")
+    return 0
+
+
+def read_best(config: Any) -> dict[str, Any]:
+    """best_hparams.json, checked to hold a value for every key the ablation changes."""
+    best = read_handoff(paths.BEST_HPARAMS_FILE, producer="tune", required="values")
+    if not isinstance(best["values"], dict):
+        raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: 'values' is not a mapping of hyperparameters; "
+                            "rerun `python -m pipeline tune`")
+    keys = [*config.dimensions, *(key for changes in config.baselines.values() for key in changes)]
+    missing = list(dict.fromkeys(key for key in keys if key not in best["values"]))
+    if missing:
+        raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: no value for {', '.join(missing)} (named in ablate); "
+                            "rerun `python -m pipeline tune`")
+    return best
+
+
+def run_printer(total: int, metric: str) -> Any:
+    """A line per finished run: ``run n/N variant seed: metric (seconds)``."""
+    done: list[dict[str, Any]] = []
+
+    def on_run(record: dict[str, Any]) -> None:
+        done.append(record)
+        if record.get("same_as"):
+            print(f"  run {len(done)}/{total} {record['variant']} seed {record['seed']}: the configuration of "
+                  f"{record['same_as']}, not trained again", flush=True)
+            return
+        print(f"  run {len(done)}/{total} {record['variant']} seed {record['seed']}: {metric} "
+              f"{record['val_accuracy']:.4f}" + (f", gap {record['gap']:+.4f}" if "gap" in record else "")
+              + f" ({record['seconds']:.1f} s)", flush=True)
+
+    return on_run
+
+
+def _write_outputs(results: dict[str, Any], found: list[Any], verdicts: list[Any], min_effect: float) -> None:
+    from pipeline.atomic import replace_dir_atomic
+    from pipeline.evaluation.ablation_plot import effects_figure
+
+    with replace_dir_atomic(ABLATE_DIR) as out_dir:
+        _write(out_dir, results, verdicts)
+        effects_figure(found, results["metric"], results["best_values"], out_dir / FIGURE_FILE.name, min_effect,
+                       title=f"Ablation of trial {results['trial_id']}: {len(results['seeds'])} seeds x "
+                             f"{results['epochs']} epochs")
+
+
+def _summary(found: list[Any], seconds: float, metric: str) -> dict[str, float]:
+    """The ablation run's metrics: each effect's mean, interval and p-value, and the time taken."""
+    summary = {}
+    for effect in found:
+        key = f"{effect['dimension']}_{effect['value']}"
+        summary |= {f"effect_{key}": effect[metric]["mean"], f"ci_low_{key}": effect[metric]["ci_low"],
+                    f"ci_high_{key}": effect[metric]["ci_high"], f"p_{key}": effect[metric]["p_value"]}
+    summary["seconds"] = seconds
+    return summary
+
+
+def _print_findings(found: list[Any], verdicts: list[Any], metric: str) -> None:
+    from pipeline.evaluation.ablation_stats import describe
+
+    for effect in found:
+        print(f"  {effect['dimension']}={effect['value']}: {describe(effect[metric], metric)}"
+              + (" (clear)" if effect["clear"] else ""))
+    for verdict in verdicts:
+        print(f"  {verdict.question}: {verdict.statement}")
 
 
 def _train(params, variants: list[Any], seeds: list[int], epochs: int, meta: dict[str, Any],  # noqa: ANN001

@@ -50,12 +50,27 @@ def dvc_metrics(metrics: dict[str, Any], run_id: str, model_sha256: str) -> dict
 
 
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
-    from pipeline.data.store import load_meta, load_split
-    from pipeline.evaluation.inputs import inputs_for
-    from pipeline.evaluation.metrics import accuracy, classification_metrics, confusion, predict_proba
-    from pipeline.evaluation.model_io import file_sha256, load_model_file
-    from pipeline.evaluation.plots import save_confusion_png
-    from pipeline.model.export import input_kind
+    from pipeline.data.store import load_split
+    from pipeline.evaluation.baselines import baseline_summary, fit_baselines
+    from pipeline.evaluation.model_io import file_sha256
+
+    record, meta, model = load_checked_model()
+    class_names = [str(c) for c in meta["class_names"]]
+    (x_test, y_test), (x_train, y_train) = (load_split(paths.PROCESSED_DIR, s) for s in ("test", "train"))
+    metrics, proba = score(model, meta, class_names, (x_train, y_train, x_test, y_test))
+    baselines = baseline_summary(fit_baselines(x_train, y_train, x_test, y_test, seed=params.seed),
+                                 metrics["accuracy"])
+    write_outputs({**dvc_metrics(metrics, record["run_id"], file_sha256(paths.MODEL_FILE)), **baselines},
+                  y_test, proba, class_names, metrics["accuracy"])
+    log_and_print(params, record["run_id"], metrics, baselines, len(y_test))
+    return 0
+
+
+def load_checked_model() -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """(run.json, meta.json, the model), refused when trained on other data or for another input shape."""
+    from pipeline.data.store import load_meta
+    from pipeline.errors import PipelineError
+    from pipeline.evaluation.model_io import load_model_file
     from pipeline.tracking.train_run import read_train_run
 
     record = read_train_run(paths.TRAIN_RUN_FILE)
@@ -63,40 +78,48 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     require_same_data((record.get("data") or {}).get("fingerprint"), meta.get("fingerprint"),
                       what=str(paths.MODEL_FILE), data=str(paths.PROCESSED_DIR),
                       fix="rerun `python -m pipeline train` on this data (or `dvc repro`)")
-    class_names = [str(c) for c in meta["class_names"]]
-    x_test, y_test = load_split(paths.PROCESSED_DIR, "test")
-    x_train, y_train = load_split(paths.PROCESSED_DIR, "train")
-    model_sha256 = file_sha256(paths.MODEL_FILE)
     model = load_model_file(paths.MODEL_FILE)
-    expected = tuple(model.input_shape[1:])
-    if tuple(x_test.shape[1:]) != expected:
-        from pipeline.errors import PipelineError
-
+    expected, holds = tuple(model.input_shape[1:]), tuple(meta["input_shape"])
+    if holds != expected:
         raise PipelineError(f"{paths.MODEL_FILE} takes images of shape {expected} but {paths.PROCESSED_DIR} holds "
-                            f"{tuple(x_test.shape[1:])}; rerun `python -m pipeline train` on this data "
-                            "(or `dvc repro`)")
+                            f"{holds}; rerun `python -m pipeline train` on this data (or `dvc repro`)")
+    return record, meta, model
+
+
+def score(model: Any, meta: dict[str, Any], class_names: list[str],
+          data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
+    """The test metrics (and the generalization gap) and the test probabilities."""
+    from pipeline.evaluation.inputs import inputs_for
+    from pipeline.evaluation.metrics import accuracy, classification_metrics, predict_proba
+    from pipeline.model.export import input_kind
+
+    x_train, y_train, x_test, y_test = data
     # A self-contained model is scored on raw pixels, as users and `mlflow models serve` feed it.
     kind, stats = input_kind(model), meta["normalization"]
-
     proba = predict_proba(model, inputs_for(kind, x_test, stats))
     metrics = classification_metrics(y_test, proba, class_names)
     # Accuracy of the final (restored best) weights on the training split, for the gap.
     metrics["train_accuracy"] = accuracy(y_train, predict_proba(model, inputs_for(kind, x_train, stats)))
     metrics["generalization_gap"] = metrics["train_accuracy"] - metrics["accuracy"]
+    return metrics, proba
 
-    from pipeline.evaluation.baselines import MARGIN_KEY, baseline_summary, fit_baselines
 
-    baselines = baseline_summary(fit_baselines(x_train, y_train, x_test, y_test, seed=params.seed),
-                                 metrics["accuracy"])
-    evaluated = {**dvc_metrics(metrics, record["run_id"], model_sha256), **baselines}
+def write_outputs(evaluated: dict[str, Any], y_test: np.ndarray, proba: np.ndarray, class_names: list[str],
+                  test_accuracy: float) -> None:
+    from pipeline.evaluation.metrics import confusion
+    from pipeline.evaluation.plots import save_confusion_png
+
     paths.EVALUATE_DIR.mkdir(parents=True, exist_ok=True)
     write_json_atomic(paths.EVALUATE_METRICS_FILE, evaluated)
     write_confusion_csv(y_test, np.argmax(proba, axis=1), class_names, paths.CONFUSION_CSV)
     matrix = confusion(y_test, proba, len(class_names))
     with replace_atomic(paths.CONFUSION_PNG) as png:
         save_confusion_png(matrix, class_names, png,
-                           title=f"test split: accuracy {metrics['accuracy']:.3f} ({len(y_test)} samples)")
+                           title=f"test split: accuracy {test_accuracy:.3f} ({len(y_test)} samples)")
 
+
+def log_and_print(params: Any, run_id: str, metrics: dict[str, Any], baselines: dict[str, Any], samples: int) -> None:
+    from pipeline.evaluation.baselines import MARGIN_KEY
     from pipeline.tracking.store import configure
     from pipeline.tracking.train_run import log_to_run
 
@@ -104,10 +127,10 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     baseline_metrics = {f"baseline_{k}_test_accuracy": v for k, v in baselines["baselines"].items()}
     if baselines[MARGIN_KEY] is not None:
         baseline_metrics[MARGIN_KEY] = baselines[MARGIN_KEY]
-    log_to_run(record["run_id"], {**mlflow_metrics(metrics), **baseline_metrics},
+    log_to_run(run_id, {**mlflow_metrics(metrics), **baseline_metrics},
                artifacts=[paths.EVALUATE_METRICS_FILE, paths.CONFUSION_PNG, paths.CONFUSION_CSV])
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, macro F1 {metrics['f1_macro']:.4f}, "
-          f"generalization gap {metrics['generalization_gap']:+.4f} ({len(y_test)} test samples); "
+          f"generalization gap {metrics['generalization_gap']:+.4f} ({samples} test samples); "
           f"wrote {paths.EVALUATE_METRICS_FILE}")
     for name, value in baselines["baselines"].items():
         print(f"  baseline {name}: test accuracy {value:.4f}")
@@ -115,4 +138,3 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
         print(f"  baseline {name}: skipped ({why})")
     if baselines["best_baseline"]:
         print(f"  margin over the best baseline ({baselines['best_baseline']}): {baselines[MARGIN_KEY]:+.4f}")
-    return 0

@@ -16,13 +16,24 @@ from pipeline.data.reorder import gather_rows_in_place
 from pipeline.data.sources import RawDataset, load_source
 from pipeline.data.split import split_indices, stratified_subsample
 from pipeline.data.store import SPLITS, save_meta, save_split
+from pipeline.errors import DataError
 from pipeline.paths import PROCESSED_DIR
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+def check_counts(params: Params, raw: RawDataset) -> None:
+    """One label per image: a source that returns more of one than the other is refused, not truncated."""
+    images, labels = len(raw.x), np.shape(raw.y)
+    if len(labels) != 1 or labels[0] != images:
+        count = labels[0] if len(labels) == 1 else f"an array of shape {labels} of"
+        raise DataError(f"data source {params.data.source!r} ({raw.dataset}): {images} images but {count} labels; "
+                        "allowed: exactly one class index per image")
+
+
 def split_in_place(params: Params, raw: RawDataset) -> Splits:
     """The stratified splits as consecutive views of ``raw.x`` (rows moved in place, not copied)."""
+    check_counts(params, raw)
     keep = stratified_subsample(raw.y, params.data.max_samples, params.seed)
     parts = split_indices(raw.y[keep], params.split.validation, params.split.test, params.seed, raw.class_names)
     rows = {name: keep[parts[name]] for name in SPLITS}

@@ -8,6 +8,7 @@ and both scores are written as tags on the challenger's version.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from pipeline import paths
 from pipeline.errors import DataError, PipelineError
+from pipeline.lineage import require_same_data, same_data
 
 # A tie is no win: floating-point noise must not flip the champion back and forth.
 _EPSILON = 1e-9
@@ -54,6 +56,21 @@ def _check_shape(label: str, uri: str, expected: tuple[int, ...]) -> None:
                         f"has shape {expected}; it cannot be compared on this test split")
 
 
+def _check_lineage(label: str, uri: str, current: str | None) -> None:
+    """The challenger must have been trained on this split; a champion from an older one is only flagged
+    (its score here may be flattering, which can only keep it, never promote a challenger wrongly)."""
+    from pipeline.tracking import registry
+
+    trained_on = (registry.data_metadata(uri) or {}).get("fingerprint")
+    if label != registry.CHALLENGER:
+        if not same_data(trained_on, current):
+            print(f"warning: {label} {uri} was trained on other data (fingerprint {str(trained_on)[:12]}); "
+                  "its score on this test split may count images it trained on", file=sys.stderr)
+        return
+    require_same_data(trained_on, current, what=f"{label} {uri}", data=str(paths.PROCESSED_DIR),
+                      fix="register a model trained on this data (`dvc repro`)")
+
+
 def _test_inputs(label: str, uri: str, x_test: np.ndarray, current: dict[str, Any]) -> np.ndarray:
     """The test split as this version takes it: raw pixels, or normalized with its own statistics.
 
@@ -68,7 +85,6 @@ def _test_inputs(label: str, uri: str, x_test: np.ndarray, current: dict[str, An
 
 
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
-    from pipeline.data.store import load_meta, load_split
     from pipeline.tracking import registry
     from pipeline.tracking.store import configure
 
@@ -86,27 +102,9 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
         print(f"{name} version {challenger.version} is already {registry.CHAMPION}; nothing to promote")
         return 0
 
-    meta = load_meta(paths.PROCESSED_DIR)
-    expected = tuple(int(d) for d in meta["input_shape"])
-    x_test, y_test = load_split(paths.PROCESSED_DIR, "test")
-    _check_shape(registry.CHALLENGER, challenger.uri, expected)
-    if champion is not None:
-        _check_shape(registry.CHAMPION, champion.uri, expected)
-
-    from pipeline.evaluation.metrics import accuracy, predict_proba
-    from pipeline.evaluation.model_io import register_custom_objects
-
-    register_custom_objects()
     contenders = {label: version for label, version in ((registry.CHALLENGER, challenger),
                                                         (registry.CHAMPION, champion)) if version is not None}
-    # Both inputs first: a champion that cannot be fed correctly is refused before any score is printed.
-    inputs = {label: _test_inputs(label, version.uri, x_test, meta["normalization"])
-              for label, version in contenders.items()}
-    scores = {}
-    for label, version in contenders.items():
-        scores[label] = accuracy(y_test, predict_proba(registry.load_keras(version.uri), inputs[label]))
-        print(f"{label:<10} {name} version {version.version}: test accuracy {scores[label]:.4f} "
-              f"({len(y_test)} samples)")
+    meta, scores, samples = score_on_test(name, contenders)
     if champion is None:
         print(f"no {registry.CHAMPION} yet: this is the first promotion of {name}")
     decision = decide(scores[registry.CHALLENGER], scores.get(registry.CHAMPION), min_improvement,
@@ -123,22 +121,56 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
             "promote.champion_version": champion.version if champion else "none",
             "promote.min_improvement": f"{min_improvement:g}",
             "promote.min_accuracy": f"{params.promote.min_accuracy:g}",
-            "promote.test_samples": str(len(y_test)),
+            "promote.test_samples": str(samples),
             "promote.data_fingerprint": str(meta.get("fingerprint")),
             "promote.time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     registry.set_version_tags(name, challenger.version, tags)
+    move_aliases(name, decision, challenger, champion)
+    return 0
+
+
+def score_on_test(name: str, contenders: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float], int]:
+    """Each contender's accuracy on the current test split: (data metadata, label -> accuracy, samples)."""
+    from pipeline.data.store import load_meta, load_split
+    from pipeline.tracking import registry
+
+    meta = load_meta(paths.PROCESSED_DIR)
+    expected = tuple(int(d) for d in meta["input_shape"])
+    x_test, y_test = load_split(paths.PROCESSED_DIR, "test")
+    for label, version in contenders.items():
+        _check_shape(label, version.uri, expected)
+        _check_lineage(label, version.uri, meta.get("fingerprint"))
+
+    from pipeline.evaluation.metrics import accuracy, predict_proba
+    from pipeline.evaluation.model_io import register_custom_objects
+
+    register_custom_objects()
+    # Both inputs first: a champion that cannot be fed correctly is refused before any score is printed.
+    inputs = {label: _test_inputs(label, version.uri, x_test, meta["normalization"])
+              for label, version in contenders.items()}
+    scores = {}
+    for label, version in contenders.items():
+        scores[label] = accuracy(y_test, predict_proba(registry.load_keras(version.uri), inputs[label]))
+        print(f"{label:<10} {name} version {version.version}: test accuracy {scores[label]:.4f} "
+              f"({len(y_test)} samples)")
+    return meta, scores, len(y_test)
+
+
+def move_aliases(name: str, decision: Decision, challenger: Any, champion: Any) -> None:
+    """``champion`` to the challenger (the old one keeps ``previous-champion``), or nothing when refused."""
+    from pipeline.tracking import registry
+
     if not decision.promote:
         kept = f"{registry.CHAMPION} stays {name} version {champion.version}" if champion else \
             f"{name} still has no {registry.CHAMPION}"
         print(f"refused: {decision.reason}; {kept}")
-        return 0
+        return
     if champion is not None:
         registry.set_alias(name, registry.PREVIOUS_CHAMPION, champion.version)
     registry.set_alias(name, registry.CHAMPION, challenger.version)
     moved = f"from version {champion.version} " if champion else ""
     print(f"promoted: {decision.reason}; {registry.CHAMPION} moved {moved}to {name} version {challenger.version}"
           + (f", {registry.PREVIOUS_CHAMPION} -> version {champion.version}" if champion else ""))
-    return 0
 
 
 def rollback(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace

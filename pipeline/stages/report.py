@@ -15,8 +15,10 @@ from pipeline.paths import (
     EVALUATE_METRICS_FILE,
     META_FILE,
     REPORT_DIR,
+    TRAIN_RUN_FILE,
     TRIALS_FILE,
     TUNE_HISTORY_FILE,
+    TUNE_METRICS_FILE,
 )
 
 
@@ -35,7 +37,8 @@ def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 
             min_trials=params.report.min_trials_per_choice,
             top_trials=params.report.top_trials,
             inputs=Inputs(TRIALS_FILE, TUNE_HISTORY_FILE, BEST_HPARAMS_FILE, META_FILE, evidence=evidence,
-                          ablation=ablation, evaluation=EVALUATE_METRICS_FILE),
+                          ablation=ablation, evaluation=EVALUATE_METRICS_FILE,
+                          tune_metrics=TUNE_METRICS_FILE, train_run=TRAIN_RUN_FILE),
             out_dir=out_dir,
             default_objective=params.tune.objective,
             seed=params.seed,

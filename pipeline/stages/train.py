@@ -18,6 +18,7 @@ from typing import Any
 from pipeline import paths
 from pipeline.errors import PipelineError
 from pipeline.handoff import read_handoff
+from pipeline.lineage import same_data
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
@@ -49,6 +50,48 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
 
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     best = read_best_hparams()
+    meta, data = load_data(best)
+    from pipeline.atomic import write_json_atomic
+    from pipeline.model.final import member_plan, train_final
+    from pipeline.tracking.store import configure
+    from pipeline.tracking.train_run import TrainRun
+
+    tracking_uri = configure(params)
+    objective = best.get("objective") or params.tune.objective
+    complete = completer(params)
+
+    def build(values: dict[str, Any], seed: int) -> Any:
+        from pipeline.model.hypermodel import hypermodel_from_meta
+
+        return hypermodel_from_meta(params.search_space, meta, seed=seed,
+                                    total_epochs=params.train.epochs).build(complete(values))
+
+    candidates = [{**c, "values": dict(complete(c["values"]).values)}
+                  for c in member_plan(candidates_of(best), params.train.configurations, params.train.seeds,
+                                       params.seed)]
+    candidates = without_other_data_checkpoints(candidates, best, meta)
+    tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
+            "data_fingerprint": meta.get("fingerprint"), "stage": "train",
+            "ensemble_trials": ",".join(str(c["trial_id"]) for c in candidates)}
+    train = params.train
+    with TrainRun(tracking_uri, best["values"], tags) as mlflow_run:
+        final = train_final(candidates, build, data, epochs=train.epochs, patience=train.early_stopping_patience,
+                            objective=objective, seed=params.seed, tolerance=train.reproduce_tolerance,
+                            margin=train.ensemble_margin,
+                            on_epoch=epoch_printer(mlflow_run, len(candidates), train.epochs),
+                            on_member=member_printer(objective, train.reproduce_tolerance))
+        averaged = log_summary(mlflow_run, final, best, objective, train)
+        save_model(final, meta, mlflow_run)
+        record = train_record(mlflow_run, tracking_uri, best, objective, final, meta)
+    write_json_atomic(paths.TRAIN_RUN_FILE, json.loads(json.dumps(record, default=str)))
+    print(f"trained {len(final.members)} model(s), averaged {averaged}: validation "
+          f"{objective} {final.score:.4f}; saved {paths.MODEL_FILE}; "
+          f"MLflow run {mlflow_run.run_name} ({mlflow_run.run_id})")
+    return 0
+
+
+def load_data(best: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, Any, Any, Any]]:
+    """data/processed's metadata and train/validation splits; a warning when the search saw other data."""
     from pipeline.data.store import load_meta, load_split
 
     meta = load_meta(paths.PROCESSED_DIR)
@@ -56,95 +99,106 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     searched_on = best.get("data_fingerprint")
     if searched_on and meta.get("fingerprint") and searched_on != meta["fingerprint"]:
         print(f"warning: {paths.BEST_HPARAMS_FILE} comes from a search on other data (fingerprint {searched_on}, "
-              f"now {meta['fingerprint']}); rerun `python -m pipeline tune` to search on this data", file=sys.stderr)
+              f"now {meta['fingerprint']}); its configurations are retrained from scratch, never taken from the "
+              "search's checkpoints; rerun `python -m pipeline tune` to search on this data", file=sys.stderr)
+    return meta, data
 
-    from pipeline.atomic import replace_atomic, write_json_atomic, write_text_atomic
-    from pipeline.model.export import with_input_preprocessing
-    from pipeline.model.final import member_plan, train_final
-    from pipeline.model.hypermodel import hypermodel_from_meta, hyperparameters_from_values
-    from pipeline.tracking.store import configure
-    from pipeline.tracking.train_run import TrainRun
 
-    tracking_uri = configure(params)
-    objective = best.get("objective") or params.tune.objective
+def without_other_data_checkpoints(candidates: list[dict[str, Any]], best: dict[str, Any],
+                                   meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The candidates, unable to fall back to a trial checkpoint trained on another split (its weights
+    may have seen today's test images) and not held to a score measured on other data."""
+    if same_data(best.get("data_fingerprint"), meta.get("fingerprint")):
+        return candidates
+    return [{**c, "trial_dir": None, "check": False} for c in candidates]
+
+
+def completer(params: Any) -> Any:
+    """values -> the trial's hyperparameters with the space's fixed ones: everything the training loop reads."""
+    from pipeline.model.hypermodel import hyperparameters_from_values
 
     def complete(values: dict[str, Any]) -> Any:
-        """The trial's values with the space's fixed ones: everything the training loop reads."""
         try:
             return hyperparameters_from_values(params.search_space, values)
         except (KeyError, ValueError, TypeError) as error:
             raise PipelineError(f"{paths.BEST_HPARAMS_FILE}: its values do not fit search_space in params.yaml "
                                 f"({error}); rerun `python -m pipeline tune`") from None
 
-    def build(values: dict[str, Any], seed: int) -> Any:
-        return hypermodel_from_meta(params.search_space, meta, seed=seed,
-                                    total_epochs=params.train.epochs).build(complete(values))
+    return complete
 
-    candidates = [{**c, "values": dict(complete(c["values"]).values)}
-                  for c in member_plan(candidates_of(best), params.train.configurations, params.train.seeds,
-                                       params.seed)]
-    tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
-            "data_fingerprint": meta.get("fingerprint"), "stage": "train",
-            "ensemble_trials": ",".join(str(c["trial_id"]) for c in candidates)}
-    with TrainRun(tracking_uri, best["values"], tags) as mlflow_run:
 
-        def on_epoch(index: int, epoch: int, logs: dict[str, float]) -> None:
-            if index == 0:  # the best configuration's curves are the run's (and dvc plots')
-                mlflow_run.log_epoch(epoch, logs)
-            print(f"member {index + 1}/{len(candidates)} epoch {epoch + 1}/{params.train.epochs}: "
-                  + "  ".join(f"{k} {logs[k]:.4f}" for k in HISTORY_COLUMNS[1:] if k in logs), flush=True)
+def epoch_printer(mlflow_run: Any, members: int, epochs: int) -> Any:
+    """A line per epoch of each member; the best configuration's curves are the run's (and dvc plots')."""
+    def on_epoch(index: int, epoch: int, logs: dict[str, float]) -> None:
+        if index == 0:
+            mlflow_run.log_epoch(epoch, logs)
+        print(f"member {index + 1}/{members} epoch {epoch + 1}/{epochs}: "
+              + "  ".join(f"{k} {logs[k]:.4f}" for k in HISTORY_COLUMNS[1:] if k in logs), flush=True)
 
-        def on_member(member: Any) -> None:
-            print(f"member {member.index + 1}: trial {member.trial_id} retrained (seed {member.seed}) to {objective} "
-                  f"{member.retrained_score:.4f} (search: {member.search_score:.4f})", flush=True)
-            if member.fell_short(params.train.reproduce_tolerance):
-                kept = ("kept the trial's own checkpoint" if member.source != "retrained"
-                        else "no trial checkpoint to fall back to; kept the retrained model")
-                print(f"warning: trial {member.trial_id} retrained to {objective} {member.retrained_score:.4f}, "
-                      f"{member.shortfall:.4f} short of the search's {member.search_score:.4f} "
-                      f"(train.reproduce_tolerance {params.train.reproduce_tolerance}); {kept}", file=sys.stderr)
+    return on_epoch
 
-        final = train_final(candidates, build, data, epochs=params.train.epochs,
-                            patience=params.train.early_stopping_patience, objective=objective, seed=params.seed,
-                            tolerance=params.train.reproduce_tolerance, margin=params.train.ensemble_margin,
-                            on_epoch=on_epoch, on_member=on_member)
-        left_out = [m for m in final.members if not m.in_ensemble]
-        for m in left_out:
-            print(f"member {m.index + 1} (trial {m.trial_id}, {objective} {m.score:.4f}) left out of the average: "
-                  f"more than train.ensemble_margin {params.train.ensemble_margin} below the best member", flush=True)
-        short = [m for m in final.members if m.fell_short(params.train.reproduce_tolerance)]
-        summary = {f"best_{objective}": final.score, "ensemble_size": len(final.members) - len(left_out),
-                   "search_score": float(best["score"]) if best.get("score") is not None else final.score,
-                   "epochs_run": final.members[0].epochs_run}
-        for m in final.members:
-            summary[f"member_{m.index}_{objective}"] = m.score
-        mlflow_run.log_summary(summary, tags={
-            "reproduced_search": str(not short).lower(),
-            **({"short_of_search": ",".join(f"{m.trial_id}:{m.shortfall:.4f}" for m in short)} if short else {}),
-        })
 
-        model = with_input_preprocessing(final.model, meta["normalization"], pixel_max=meta.get("pixel_max"))
-        with replace_atomic(paths.MODEL_FILE) as tmp:
-            model.save(tmp)
-        write_text_atomic(paths.HISTORY_FILE, history_csv(final.members[0].history))
-        mlflow_run.log_artifact(paths.HISTORY_FILE)
-        record = {
-            "run_id": mlflow_run.run_id,
-            "experiment_id": mlflow_run.experiment_id,
-            "tracking_uri": tracking_uri,
-            "run_name": mlflow_run.run_name,
-            "search_run_id": best.get("search_run_id"),
-            "trial_id": best.get("trial_id"),
-            "hparams": best["values"],
-            "monitor": objective,
-            "validation_score": final.score,
-            "members": [m.summary() for m in final.members],
-            "epochs_run": final.members[0].epochs_run,
-            # The data the model was trained on, for register (signature) and predict (preprocessing).
-            "data": meta,
-        }
-    write_json_atomic(paths.TRAIN_RUN_FILE, json.loads(json.dumps(record, default=str)))
-    print(f"trained {len(final.members)} model(s), averaged {len(final.members) - len(left_out)}: validation "
-          f"{objective} {final.score:.4f}; saved {paths.MODEL_FILE}; "
-          f"MLflow run {mlflow_run.run_name} ({mlflow_run.run_id})")
-    return 0
+def member_printer(objective: str, tolerance: float) -> Any:
+    """A line per retrained member; a warning when it falls short of the search's score."""
+    def on_member(member: Any) -> None:
+        print(f"member {member.index + 1}: trial {member.trial_id} retrained (seed {member.seed}) to {objective} "
+              f"{member.retrained_score:.4f} (search: {member.search_score:.4f})", flush=True)
+        if member.fell_short(tolerance):
+            kept = ("kept the trial's own checkpoint" if member.source != "retrained"
+                    else "no trial checkpoint to fall back to; kept the retrained model")
+            print(f"warning: trial {member.trial_id} retrained to {objective} {member.retrained_score:.4f}, "
+                  f"{member.shortfall:.4f} short of the search's {member.search_score:.4f} "
+                  f"(train.reproduce_tolerance {tolerance}); {kept}", file=sys.stderr)
+
+    return on_member
+
+
+def log_summary(mlflow_run: Any, final: Any, best: dict[str, Any], objective: str, train: Any) -> int:
+    """The run's summary metrics and reproduction tags; returns how many members were averaged."""
+    left_out = [m for m in final.members if not m.in_ensemble]
+    for m in left_out:
+        print(f"member {m.index + 1} (trial {m.trial_id}, {objective} {m.score:.4f}) left out of the average: "
+              f"more than train.ensemble_margin {train.ensemble_margin} below the best member", flush=True)
+    short = [m for m in final.members if m.fell_short(train.reproduce_tolerance)]
+    summary = {f"best_{objective}": final.score, "ensemble_size": len(final.members) - len(left_out),
+               "search_score": float(best["score"]) if best.get("score") is not None else final.score,
+               "epochs_run": final.members[0].epochs_run}
+    for m in final.members:
+        summary[f"member_{m.index}_{objective}"] = m.score
+    mlflow_run.log_summary(summary, tags={
+        "reproduced_search": str(not short).lower(),
+        **({"short_of_search": ",".join(f"{m.trial_id}:{m.shortfall:.4f}" for m in short)} if short else {}),
+    })
+    return len(final.members) - len(left_out)
+
+
+def save_model(final: Any, meta: dict[str, Any], mlflow_run: Any) -> None:
+    """The averaged model taking raw pixels, and the best member's history for dvc plots."""
+    from pipeline.atomic import replace_atomic, write_text_atomic
+    from pipeline.model.export import with_input_preprocessing
+
+    model = with_input_preprocessing(final.model, meta["normalization"], pixel_max=meta.get("pixel_max"))
+    with replace_atomic(paths.MODEL_FILE) as tmp:
+        model.save(tmp)
+    write_text_atomic(paths.HISTORY_FILE, history_csv(final.members[0].history))
+    mlflow_run.log_artifact(paths.HISTORY_FILE)
+
+
+def train_record(mlflow_run: Any, tracking_uri: str, best: dict[str, Any], objective: str, final: Any,
+                 meta: dict[str, Any]) -> dict[str, Any]:
+    """What evaluate/register read about this run (train_run.json)."""
+    return {
+        "run_id": mlflow_run.run_id,
+        "experiment_id": mlflow_run.experiment_id,
+        "tracking_uri": tracking_uri,
+        "run_name": mlflow_run.run_name,
+        "search_run_id": best.get("search_run_id"),
+        "trial_id": best.get("trial_id"),
+        "hparams": best["values"],
+        "monitor": objective,
+        "validation_score": final.score,
+        "members": [m.summary() for m in final.members],
+        "epochs_run": final.members[0].epochs_run,
+        # The data the model was trained on, for register (signature) and predict (preprocessing).
+        "data": meta,
+    }

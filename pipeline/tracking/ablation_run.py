@@ -149,11 +149,3 @@ class AblationRun:
             self.client.set_terminated(self.run_id, status=status)
         except Exception:  # noqa: BLE001, S110 - the original error is the one to show
             pass
-
-
-def ablation_runs(tracking_uri: str, parent_run_id: str) -> list[Any]:
-    """The child runs of an ablation, oldest first (for tests and for tools that read them back)."""
-    client: Any = RetryingClient(MlflowClient(tracking_uri))
-    parent = client.get_run(parent_run_id)
-    return client.search_runs([parent.info.experiment_id], filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = "
-                              f"'{parent_run_id}'", max_results=50000, order_by=["attribute.start_time ASC"])

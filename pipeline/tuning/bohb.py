@@ -1,20 +1,24 @@
-"""BOHB: Hyperband whose new configurations come from a density model of the finished trials.
+"""BOHB with a prior: Hyperband whose new configurations come from PriorBand's mixture and a density model.
 
 Falkner, Klein and Hutter, "BOHB: Robust and Efficient Hyperparameter Optimization at Scale"
-(ICML 2018). Hyperband decides how many epochs each configuration gets; BOHB only changes
-*which* configurations start a bracket: once enough trials have finished at some budget, it
-splits the trials of the largest such budget into good (the top ``GOOD_FRACTION``) and bad,
-fits a density to each (a tree-structured Parzen estimator, one factor per hyperparameter),
-draws candidates around the good trials and starts the one with the highest good/bad ratio.
-A fraction ``random_fraction`` of configurations stays uniformly random, so the search keeps
-exploring and its guarantees stay those of Hyperband. ``initial_points`` (Ray Tune's
-``points_to_evaluate``, Optuna's ``enqueue_trial``) run first, each once for ``max_epochs``
-outside the brackets (bracket tag -1).
+(ICML 2018). Hyperband decides how many epochs each configuration gets; BOHB changes *which*
+configurations start a bracket: a tree-structured Parzen estimator splits the finished trials
+into good (the top ``GOOD_FRACTION``) and bad, and the candidate with the highest good/bad
+density ratio starts. Here the model ranks every configuration within the largest budget it
+reached (``pooled_ranks``), so it starts after ``MIN_POINTS`` configurations instead of
+waiting for d + 1 trials at one budget, which a 24-trial search never has.
+
+``initial_points`` (Ray Tune's ``points_to_evaluate``, Optuna's ``enqueue_trial``) run first,
+each once for ``max_epochs`` outside the brackets (bracket tag -1), and then act as a prior:
+each new configuration is drawn uniformly, around a prior point, around the incumbent or from
+the model, with PriorBand's weights (``pipeline.tuning.prior``). The brackets run in
+``bracket_order``: a full-budget result comes early, and the full-budget brackets come last.
 
 It is a KerasTuner ``Oracle`` (a ``HyperbandOracle`` that overrides how it samples), so
-resuming, distributed workers and the MLflow logging work as with Hyperband. Search spaces
-here have no conditional scopes (every key is registered in every trial), which the model
-relies on.
+resuming, distributed workers and the MLflow logging work as with Hyperband; everything it
+draws comes from a generator seeded by (seed, KerasTuner's seed state), both in the saved
+state. Search spaces here have no conditional scopes (every key is registered in every
+trial), which the model relies on.
 """
 
 from __future__ import annotations
@@ -26,10 +30,23 @@ from typing import Any
 import keras_tuner as kt
 import numpy as np
 
+from pipeline.tuning.prior import (
+    INCUMBENT,
+    MODEL,
+    PRIOR,
+    UNIFORM,
+    choose,
+    mutate,
+    policy_weights,
+    prior_vs_incumbent,
+    sample_prior,
+)
+
 GOOD_FRACTION = 0.2
 # BOHB's d + 1 observations per budget would never be reached by a search of a few dozen
-# trials over ~20 hyperparameters; Optuna's TPE starts modelling after 10 trials.
-MIN_POINTS = 8
+# trials over ~12 hyperparameters; Optuna's TPE starts modelling after 10 trials.
+MIN_POINTS = 6  # distinct configurations, over all budgets (``pooled_ranks``)
+ATTEMPTS = 20  # draws before falling back to KerasTuner's uniform sampler (all were duplicates)
 CANDIDATES = 64
 BANDWIDTH_FACTOR = 3.0  # BOHB samples candidates from the good density widened by this factor
 MIN_BANDWIDTH = 0.03  # in the unit interval KerasTuner maps every numeric range to
@@ -110,17 +127,18 @@ def propose(observations: list[tuple[dict[str, Any], float, int]], dims: list[_D
             rng: np.random.Generator, maximize: bool) -> dict[str, Any] | None:
     """The next configuration ``{name: value}`` from ``(values, score, budget)`` observations, or None.
 
-    Uses the largest budget with at least ``MIN_POINTS`` finished trials (the most faithful
-    ranking the search has); None while no budget has that many.
+    BOHB fits its densities on one budget and waits until that budget has d + 1 trials, which a
+    search of two dozen trials would reach late or never. Here every budget counts: each
+    configuration is ranked among the trials of its largest budget (a quantile, 0 = best), so
+    a configuration that won its 1-epoch rung is as "good" as the winner at 9 epochs; the
+    model starts once ``MIN_POINTS`` configurations are known. None before that.
     """
     if not dims:
         return None
-    budgets = sorted({b for _, _, b in observations}, reverse=True)
-    chosen = next((b for b in budgets if sum(1 for *_, bb in observations if bb == b) >= MIN_POINTS), None)
-    if chosen is None:
+    rows = pooled_ranks(observations, maximize)
+    if len(rows) < MIN_POINTS:
         return None
-    rows = [(values, score) for values, score, budget in observations if budget == chosen]
-    rows.sort(key=lambda r: r[1], reverse=maximize)
+    rows.sort(key=lambda r: r[1])
     points = np.array([[d.encode(values.get(d.hp.name)) for d in dims] for values, _ in rows])
     n_good = max(2, math.ceil(GOOD_FRACTION * len(rows)))
     if len(rows) - n_good < 2:
@@ -131,20 +149,72 @@ def propose(observations: list[tuple[dict[str, Any], float, int]], dims: list[_D
     return {d.hp.name: d.decode(code) for d, code in zip(dims, best, strict=True)}
 
 
-class BOHBOracle(kt.oracles.HyperbandOracle):
-    """``HyperbandOracle`` whose bracket-starting configurations come from ``propose``."""
+def pooled_ranks(observations: list[tuple[dict[str, Any], float, int]],
+                 maximize: bool) -> list[tuple[dict[str, Any], float]]:
+    """One row per distinct configuration: its values and its rank quantile (0 best, 1 worst) among
+    the trials of the largest budget it reached (a continued trial shares its parent's values)."""
+    by_budget: dict[int, list[tuple[str, float]]] = {}
+    largest: dict[str, tuple[int, dict[str, Any]]] = {}
+    for values, score, budget in observations:
+        key = _config_key(values)
+        by_budget.setdefault(budget, []).append((key, score))
+        if key not in largest or budget > largest[key][0]:
+            largest[key] = (budget, values)
+    rows = []
+    for key, (budget, values) in largest.items():
+        scores = sorted((s for _, s in by_budget[budget]), reverse=maximize)
+        mine = max(s for k, s in by_budget[budget] if k == key) if maximize else \
+            min(s for k, s in by_budget[budget] if k == key)
+        quantile = scores.index(mine) / (len(scores) - 1) if len(scores) > 1 else 0.0
+        rows.append((values, quantile))
+    return rows
 
-    def __init__(self, *args: Any, random_fraction: float = 1 / 3,
+
+def _config_key(values: dict[str, Any]) -> str:
+    return repr(sorted((k, repr(v)) for k, v in values.items() if not k.startswith("tuner/")))
+
+
+def bracket_order(num_brackets: int) -> list[int]:
+    """The order of Hyperband's brackets in one iteration (KerasTuner's number: 0 = all trials at max_epochs).
+
+    KerasTuner starts with the most aggressive bracket, whose first result at max_epochs comes
+    after a third of the iteration's epochs and from a 1-epoch screen. Starting with the next
+    one (screened at max_epochs / eta**(n-2), e.g. 3 of 9 epochs) gives a full-budget result
+    early and a faithful first ranking; then the most aggressive bracket explores cheaply and
+    the full-budget brackets come last, drawn from what the search has learned. Bracket 0
+    stays last: KerasTuner's stop rule is "bracket 0 of the last iteration".
+    """
+    if num_brackets < 3:
+        return list(range(num_brackets - 1, -1, -1))
+    return [num_brackets - 2, num_brackets - 1, *range(num_brackets - 3, -1, -1)]
+
+
+class BOHBOracle(kt.oracles.HyperbandOracle):
+    """``HyperbandOracle`` whose new configurations come from PriorBand's mixture and BOHB's model.
+
+    ``random_fraction`` None: PriorBand's geometric share of uniform draws per bracket; a number
+    fixes it (1.0: Hyperband's random sampling, for comparisons).
+    """
+
+    def __init__(self, *args: Any, random_fraction: float | None = None,
                  initial_points: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.random_fraction = random_fraction
         self.initial_points = [dict(p) for p in initial_points or []]
         self.initial_points_used = 0
         self.model_proposals = 0  # configurations the density model chose (kept in the state, for the record)
+        self.sources: dict[str, int] = {}  # how many new configurations each policy gave (the state keeps it)
+        self._bracket_for_sample: int | None = None
+        # Restart the first iteration with our bracket order (KerasTuner's __init__ opened its own first).
+        self._current_bracket = bracket_order(self._get_num_brackets())[0]
+        self._brackets = []
+        self._start_new_bracket()
 
     def observations(self) -> list[tuple[dict[str, Any], float, int]]:
         out = []
-        for trial in self.trials.values():
+        # In trial-id order: KerasTuner reloads trials in the file system's order, and the model's
+        # draws depend on the order of its points; a resumed search must draw what it would have.
+        for _, trial in sorted(self.trials.items()):
             if trial.status != "COMPLETED" or trial.score is None or not math.isfinite(trial.score):
                 continue
             values = trial.hyperparameters.values
@@ -154,7 +224,8 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         # Initial points are prior knowledge: they run once for the full max_epochs, before and
         # outside the brackets. In a bracket they would first be judged after one epoch, where a
-        # warmup schedule or batch norm still looks worse than it ends up.
+        # warmup schedule or batch norm still looks worse than it ends up. The brackets then
+        # sample around them (``pipeline.tuning.prior``).
         while self.initial_points_used < len(self.initial_points):
             point = self.initial_points[self.initial_points_used]
             self.initial_points_used += 1
@@ -167,25 +238,77 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
                     return {"status": "RUNNING", "values": values}
         return super().populate_space(trial_id)
 
+    def _increment_bracket_num(self) -> None:
+        order = bracket_order(self._get_num_brackets())
+        index = order.index(self._current_bracket) if self._current_bracket in order else len(order) - 1
+        if index + 1 < len(order):
+            self._current_bracket = order[index + 1]
+        else:
+            self._current_bracket = order[0]
+            self._current_iteration += 1
+
+    def _random_trial(self, trial_id: str, bracket: dict[str, Any]) -> dict[str, Any]:
+        # KerasTuner's hook for a bracket's new configuration; remember which bracket asks.
+        self._bracket_for_sample = int(bracket["bracket_num"])
+        try:
+            return super()._random_trial(trial_id, bracket)
+        finally:
+            self._bracket_for_sample = None
+
     def _random_values(self) -> dict[str, Any] | None:
-        # KerasTuner's hook for a bracket's new configuration (HyperbandOracle._random_trial).
         rng = np.random.default_rng([int(self.seed or 0), int(self._seed_state)])
         self._seed_state += 1
-        if rng.random() >= self.random_fraction:
-            proposal = propose(self.observations(), searched_dimensions(self.hyperparameters.space), rng,
-                               maximize=self.objective.direction == "max")
-            if proposal is not None:
-                values = {hp.name: hp.default for hp in self.hyperparameters.space}
-                values.update(proposal)
-                if not self._duplicate(values):
+        dims = searched_dimensions(self.hyperparameters.space)
+        bracket = self._bracket_for_sample if self._bracket_for_sample is not None else self._current_bracket
+        rung = self._get_num_brackets() - 1 - bracket  # 0: the bracket that starts at the cheapest budget
+        for _ in range(ATTEMPTS):
+            source, proposal = self._draw(rng, dims, rung)
+            if source == UNIFORM:
+                break
+            if proposal is None:  # the model cannot be fitted after all: draw again
+                continue
+            values = {hp.name: hp.default for hp in self.hyperparameters.space}
+            values.update(proposal)
+            if not self._duplicate(values):
+                self.sources[source] = self.sources.get(source, 0) + 1
+                if source == MODEL:
                     self.model_proposals += 1
-                    return values
-        return super()._random_values()
+                return values
+        values = super()._random_values()
+        if values is not None:
+            self.sources[UNIFORM] = self.sources.get(UNIFORM, 0) + 1
+        return values
+
+    def _draw(self, rng: np.random.Generator, dims: list[_Dimension],
+              rung: int) -> tuple[str, dict[str, Any] | None]:
+        """One policy draw (``pipeline.tuning.prior.policy_weights``) and its configuration (None: uniform)."""
+        observations = self.observations()
+        maximize = self.objective.direction == "max"
+        evidence = _has_evidence(observations, self.factor)
+        incumbent = _incumbent(observations, maximize) if evidence else None
+        share = 0.0
+        if self.initial_points and incumbent is not None:
+            share = prior_vs_incumbent(_top_configs(observations, maximize, self.factor), self.initial_points,
+                                       incumbent, dims)
+        weights = policy_weights(rung, self.factor, has_prior=bool(self.initial_points),
+                                 has_incumbent=incumbent is not None,
+                                 model_ready=len(pooled_ranks(observations, maximize)) >= MIN_POINTS,
+                                 prior_share=share, random_fraction=self.random_fraction)
+        source = choose(weights, rng)
+        if source == PRIOR:
+            point = self.initial_points[int(rng.integers(len(self.initial_points)))]
+            return source, sample_prior(point, dims, rng)
+        if source == INCUMBENT:
+            return source, mutate(incumbent, dims, rng)
+        if source == MODEL:
+            return source, propose(observations, dims, rng, maximize)
+        return UNIFORM, None
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         state.update(random_fraction=self.random_fraction, initial_points=self.initial_points,
-                     initial_points_used=self.initial_points_used, model_proposals=self.model_proposals)
+                     initial_points_used=self.initial_points_used, model_proposals=self.model_proposals,
+                     sources=self.sources)
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -194,6 +317,37 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
         self.initial_points = state.get("initial_points", self.initial_points)
         self.initial_points_used = state.get("initial_points_used", 0)
         self.model_proposals = state.get("model_proposals", 0)
+        self.sources = dict(state.get("sources", {}))
+
+
+def _has_evidence(observations: list[tuple[dict[str, Any], float, int]], eta: int) -> bool:
+    """PriorBand follows the incumbent once some budget has ``eta`` finished trials to rank."""
+    counts: dict[int, int] = {}
+    for _, _, budget in observations:
+        counts[budget] = counts.get(budget, 0) + 1
+    return any(c >= eta for c in counts.values())
+
+
+def _incumbent(observations: list[tuple[dict[str, Any], float, int]], maximize: bool) -> dict[str, Any] | None:
+    """The best trial's values (ties: the larger budget, whose score rests on more epochs)."""
+    if not observations:
+        return None
+    sign = 1.0 if maximize else -1.0
+    values, _, _ = max(observations, key=lambda o: (sign * o[1], o[2]))
+    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
+def _top_configs(observations: list[tuple[dict[str, Any], float, int]], maximize: bool,
+                 eta: int) -> list[dict[str, Any]]:
+    """PriorBand's top 1/eta of the trials at the largest budget that has at least ``eta`` of them."""
+    counts: dict[int, int] = {}
+    for _, _, budget in observations:
+        counts[budget] = counts.get(budget, 0) + 1
+    ranked = [b for b, c in counts.items() if c >= eta]
+    if not ranked:
+        return []
+    rows = sorted((o for o in observations if o[2] == max(ranked)), key=lambda o: o[1], reverse=maximize)
+    return [values for values, _, _ in rows[:max(1, len(rows) // eta)]]
 
 
 class BOHB(kt.Hyperband):
@@ -201,7 +355,7 @@ class BOHB(kt.Hyperband):
 
     def __init__(self, hypermodel: Any = None, objective: Any = None, max_epochs: int = 100, factor: int = 3,
                  hyperband_iterations: int = 1, seed: int | None = None, max_consecutive_failed_trials: int = 3,
-                 random_fraction: float = 1 / 3, initial_points: list[dict[str, Any]] | None = None,
+                 random_fraction: float | None = None, initial_points: list[dict[str, Any]] | None = None,
                  **kwargs: Any) -> None:
         oracle = BOHBOracle(objective, max_epochs=max_epochs, factor=factor,
                             hyperband_iterations=hyperband_iterations, seed=seed,

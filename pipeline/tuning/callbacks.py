@@ -1,13 +1,17 @@
-"""Keras callbacks of a trial: per-epoch recording (one tracking call per epoch) and a NaN guard."""
+"""Keras callbacks of a trial: per-epoch recording (one tracking call per epoch), a NaN guard and the
+best epoch's checkpoint written once."""
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from pipeline.errors import TrackingError
 from pipeline.tuning.records import EPOCH_METRICS, TrialRecord
@@ -82,3 +86,58 @@ def _current_learning_rate(model: Any) -> float | None:
         return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     except Exception:  # noqa: BLE001 - a schedule object or no optimizer: leave it out
         return None
+
+
+class DeferredBestEpoch(SaveBestEpoch):
+    """KerasTuner's best-epoch checkpoint, kept in memory while the trial trains and written when it ends.
+
+    KerasTuner writes the weights file at every epoch that improves the objective (most epochs
+    of a trial: ~0.07 s of CPU each). This keeps a copy of the variables instead and writes the
+    file once; when the best epoch is the last one, the file is a copy of the trial's last state
+    (``last_state``, written just before by ``SaveTrainingState``: the same variables, saved the
+    same way). The same epochs are chosen (KerasTuner's own comparison), and the file holds the
+    same values. A trial killed mid-way has no checkpoint; it is retried on resume anyway.
+    """
+
+    def __init__(self, objective: Any, filepath: str, last_state: Path | None = None) -> None:
+        super().__init__(objective, filepath)
+        self.last_state = last_state
+        self._best: list[Any] | None = None
+        self._best_is_last = False
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._best_is_last = False
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self) -> None:  # KerasTuner calls it for an improving epoch
+        self._best = [keras.ops.convert_to_numpy(v).copy() for v in _saved_variables(self.model)]
+        self._best_is_last = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._best is None:
+            return
+        path = Path(self.filepath)
+        tmp = path.with_name(f".{path.name}.tmp.weights.h5")
+        optimizer = getattr(self.model, "optimizer", None)
+        if self._best_is_last and self.last_state is not None and self.last_state.is_file() and \
+                not getattr(optimizer, "use_ema", False):  # with EMA, fit's end changed the weights
+            shutil.copyfile(self.last_state, tmp)
+        else:
+            variables = _saved_variables(self.model)
+            last = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+            for variable, value in zip(variables, self._best, strict=True):
+                variable.assign(value)
+            try:
+                self.model.save_weights(tmp)
+            finally:
+                for variable, value in zip(variables, last, strict=True):
+                    variable.assign(value)
+        tmp.replace(path)
+        self._best = None
+
+
+def _saved_variables(model: Any) -> list[Any]:
+    """Every variable ``save_weights`` may store: the model's and its optimizer's."""
+    optimizer = getattr(model, "optimizer", None)
+    extra = list(optimizer.variables) if optimizer is not None and optimizer.built else []
+    return list(model.variables) + extra

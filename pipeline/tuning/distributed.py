@@ -31,7 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from pipeline import paths
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, TrackingError
 from pipeline.tuning.tracker import TrialTracker
 
 READY_LINE = "chief listening on"  # what the chief prints once its oracle serves
@@ -41,6 +41,7 @@ ENV_HASH = "PIPELINE_SEARCH_HASH"
 ENV_THREADS = "PIPELINE_WORKER_THREADS"
 ENV_CHIEF_TIMEOUT = "PIPELINE_CHIEF_TIMEOUT"  # seconds to wait for the chief to listen (default 180)
 MAX_RESTARTS = 3  # per worker; a worker that keeps dying stops the search
+TRACKING_LOST_EXIT = 75  # a worker's exit code when the tracking store failed (EX_TEMPFAIL: rerun to resume)
 WILDCARD = ("0.0.0.0", "::", "")
 
 
@@ -63,12 +64,14 @@ class Child:
     restarts: int = 0
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=15))
     ready: threading.Event = field(default_factory=threading.Event)
+    pump: threading.Thread | None = None  # copies the process's lines to ours and to ``tail``
 
     def start(self) -> None:
         self.ready.clear()
         self.popen = subprocess.Popen([sys.executable, "-m", "pipeline.tuning.worker", self.role], env=self.env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        threading.Thread(target=self._pump, args=(self.popen,), daemon=True).start()
+        self.pump = threading.Thread(target=self._pump, args=(self.popen,), daemon=True)
+        self.pump.start()
         print(f"[launcher] started {self.name} (pid {self.popen.pid})", flush=True)
 
     def _pump(self, popen: subprocess.Popen[str]) -> None:
@@ -147,6 +150,11 @@ def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, finge
         for child in children:
             child.start()
         _supervise(children, chief, tracker)
+    except TrackingError:
+        for child in [*children, chief]:
+            child.stop()
+        add_wall_seconds(project_dir, time.perf_counter() - start)
+        raise  # the store is down: the resumed search closes the runs
     except BaseException as error:
         for child in [*children, chief]:
             child.stop()
@@ -261,6 +269,12 @@ def _supervise(children: list[Child], chief: Child | None, tracker: TrialTracker
             if code == 0:
                 done.add(child.name)
                 continue
+            if code == TRACKING_LOST_EXIT:  # its last line says what failed; the store is not called again
+                if child.pump is not None:
+                    child.pump.join(5.0)  # the process has ended: its last lines are still in the pipe
+                lines = [line for line in child.tail if line.startswith("error: ")]
+                raise TrackingError(lines[-1].removeprefix("error: ") if lines else
+                                    f"worker {child.name}: the tracking store failed; rerun when it is back to resume")
             closed = tracker.close_leftover_runs({}, worker=child.name)
             how = f"signal {-code}" if code < 0 else f"code {code}"
             if child.restarts >= MAX_RESTARTS:

@@ -28,7 +28,8 @@ class TrialRecord:
     target_epochs: int | None = None
     values: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)  # {"epoch": absolute, metric: value}
-    seconds: float = 0.0
+    seconds: float = 0.0  # its epochs' wall time
+    trial_seconds: float | None = None  # its whole wall time: run start to end, build and bookkeeping included
     params_count: int | None = None
     score: float | None = None
     error: str | None = None

@@ -17,6 +17,7 @@ TRIAL_COLUMNS = (
     "trial_id", "status", "score", "objective", "bracket", "round", "continued_from", "initial_epoch",
     "target_epochs", "epochs_trained", "best_epoch", "seconds", "seconds_per_epoch", "params_count", "run_id",
     "accuracy", "val_accuracy", "loss", "val_loss",
+    "trial_seconds",  # the trial's whole wall time: pipeline.tuning.fixed_cost reads the fixed cost from it
 )
 HISTORY_COLUMNS = ("trial_id", "epoch", *EPOCH_METRICS)
 
@@ -31,6 +32,7 @@ def trial_rows(records: list[TrialRecord], objective: str, hp_names: list[str]) 
             "initial_epoch": r.initial_epoch, "target_epochs": r.target_epochs,
             "epochs_trained": r.epochs_trained, "best_epoch": best["epoch"] if best else None,
             "seconds": round(r.seconds, 3), "seconds_per_epoch": _round(r.seconds_per_epoch),
+            "trial_seconds": _round(r.trial_seconds),
             "params_count": r.params_count, "run_id": r.run_id,
         }
         for metric in ("accuracy", "val_accuracy", "loss", "val_loss"):

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 
 from pipeline.atomic import write_text_atomic
-from pipeline.errors import PipelineError, TrackingError
+from pipeline.errors import TrackingError
 from pipeline.objective import direction_of
 from pipeline.tuning.callbacks import TrackingLost
 from pipeline.tuning.progress import ProgressPrinter
@@ -26,7 +26,6 @@ from pipeline.tuning.tracker import FAILED, FINISHED, KILLED
 from pipeline.tuning.tuners import ProcessRecycle, TrackedTunerMixin, expected_trials
 
 STATE_NAME = "pipeline_search.json"
-ENDED = ("COMPLETED", "FAILED")
 
 
 @dataclass
@@ -60,42 +59,71 @@ def ended_run_statuses(records: list[TrialRecord]) -> dict[str, str]:
 
 def run_search(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, Any], *,
                stream: Any = None) -> SearchResult:
-    """Run (or resume) the search to its end; Ctrl-C / SIGTERM ends the running trial KILLED."""
+    """Run (or resume) the search to its end in this process; Ctrl-C / SIGTERM ends the running trial KILLED."""
     project_dir = Path(tuner.project_dir)
     previous = [r for r in collect_records(tuner) if r.status in (FINISHED, FAILED)]
-    best = best_record(previous, tune.objective)
-    expected = expected_trials(tune)
-    tuner.trials_left = max(expected - len(previous), 0)
-    tuner.on_trial_done = ProgressPrinter(
-        expected, direction_of(tune.objective), done=len(previous),
-        best=(best.trial_id, best.score) if best else None, stream=stream,
-    )
+    tuner.trials_left = max(expected_trials(tune) - len(previous), 0)  # no fresh process after the last trial
+    start = time.perf_counter()
+    try:
+        run_trials(tuner, tune, data, stream=stream)
+    finally:
+        wall_seconds = add_wall_seconds(project_dir, time.perf_counter() - start)
+    records = collect_records(tuner)
+    return SearchResult(records, best_record(records, tune.objective), wall_seconds, project_dir)
+
+
+def run_trials(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, Any], *, stream: Any = None) -> None:
+    """The search loop: trials until the oracle stops handing them out, in this process (``run_search``)
+    or in a distributed worker (``pipeline.tuning.worker``), with the same fault handling.
+
+    A tracking outage ends the running trial KILLED (KerasTuner retries it on resume) without
+    calling the dead store, and is raised as one ``TrackingError`` line; Ctrl-C / SIGTERM ends it
+    KILLED; any other error ends it FAILED and is raised as is.
+    """
+    tuner.on_trial_done = SearchProgress(Path(tuner.project_dir), expected_trials(tune), tune.objective,
+                                         stream=stream)
     x, y, x_val, y_val = data
     callbacks = [keras.callbacks.EarlyStopping(monitor=tune.objective, mode=direction_of(tune.objective),
                                                patience=tune.early_stopping_patience)]
     # Keras runs a full garbage collection before every trial; with TensorFlow's millions of
     # import-time objects moved out of its reach, each costs ~0.02 s instead of ~0.4 s.
     gc.freeze()
-    start = time.perf_counter()
     try:
         tuner.search(x, y, validation_data=(x_val, y_val), epochs=tune.max_epochs, callbacks=callbacks,
                      verbose=1 if tune.keras_verbose else 0)
     except ProcessRecycle:
         raise  # no trial is running: nothing to close
     except (TrackingError, TrackingLost) as error:
-        # The store is gone: KILLED (not FAILED), so KerasTuner retries the trial on resume.
+        # The store is gone: KILLED (not FAILED), so KerasTuner retries the trial on resume; the
+        # record says so and the resumed search closes the trial's run.
         tuner.abort_active_trial(KILLED, str(error), tell_tracker=False)
-        raise PipelineError(str(error)) from None
+        raise TrackingError(str(error)) from None
     except BaseException as error:
-        if isinstance(error, KeyboardInterrupt):
-            tuner.abort_active_trial(KILLED, "interrupted")
-        else:
-            tuner.abort_active_trial(FAILED, f"{type(error).__name__}: {error}")
+        interrupted = isinstance(error, KeyboardInterrupt)
+        try:
+            tuner.abort_active_trial(KILLED if interrupted else FAILED,
+                                     "interrupted" if interrupted else f"{type(error).__name__}: {error}")
+        except TrackingError:
+            pass  # the store failed too: the record says it, the resumed search closes the run
         raise
-    finally:
-        wall_seconds = add_wall_seconds(project_dir, time.perf_counter() - start)
-    records = collect_records(tuner)
-    return SearchResult(records, best_record(records, tune.objective), wall_seconds, project_dir)
+
+
+class SearchProgress:
+    """A ``ProgressPrinter`` line per trial over the whole search: the count and the best come from the
+    trial records in the tuner directory, so earlier sessions and other workers' trials are included."""
+
+    def __init__(self, project_dir: Path, expected: int, objective: str, *, stream: Any = None) -> None:
+        self.project_dir, self.objective = project_dir, objective
+        self.printer = ProgressPrinter(expected, direction_of(objective), stream=stream)
+
+    def __call__(self, record: TrialRecord) -> None:
+        others = [r for d in sorted(self.project_dir.glob("trial_*"))
+                  if (r := TrialRecord.load(d)) is not None and r.trial_id != record.trial_id]
+        ended = [r for r in others if r.status in (FINISHED, FAILED)]
+        best = best_record(ended, self.objective)
+        self.printer.done = len(ended)
+        self.printer.best = (best.trial_id, best.score) if best else None
+        self.printer(record)
 
 
 def add_wall_seconds(project_dir: Path, seconds: float) -> float:

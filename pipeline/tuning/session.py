@@ -69,6 +69,7 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
     """
     import keras
 
+    from pipeline.atomic import require_writable_folder
     from pipeline.tuning.identity import search_hash
     from pipeline.tuning.search import collect_records, ended_run_statuses, run_search
     from pipeline.tuning.tracker import NullTracker, TrialTracker
@@ -76,23 +77,27 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
 
     keras.utils.set_random_seed(params.seed)
     digest = search_hash(params, fingerprint)
+    require_writable_folder(out_dir)  # now, not after the whole search
     search_run = None
     tracker: TrialTracker = NullTracker()
     if tracking_uri is not None:
         search_run = open_search_run(params, tracking_uri, digest, fingerprint, data[0], data[1])
         tracker = search_run.trial_logger()
-    tuner = make_tuner(params.tune, hypermodel, seed=params.seed, project_name=f"search-{digest}",
-                       tracker=tracker, hp_names=hp_names)
-    tuner.trials_per_process = trials_per_process
-    if search_run is not None and search_run.resumed:
-        tracker.close_leftover_runs(ended_run_statuses(collect_records(tuner)))
-    # Seed again right before the search: opening MLflow runs must not change which trials run.
-    keras.utils.set_random_seed(params.seed)
     try:
+        # Inside the try: a tuner state that cannot be reloaded (a torn file) closes the search run too.
+        tuner = make_tuner(params.tune, hypermodel, seed=params.seed, project_name=f"search-{digest}",
+                           tracker=tracker, hp_names=hp_names)
+        tuner.trials_per_process = trials_per_process
+        if search_run is not None and search_run.resumed:
+            tracker.close_leftover_runs(ended_run_statuses(collect_records(tuner)))
+        # Seed again right before the search: opening MLflow runs must not change which trials run.
+        keras.utils.set_random_seed(params.seed)
         result = run_search(tuner, params.tune, data)
     except ProcessRecycle as recycle:
         recycle.search_run_id = search_run.run_id if search_run is not None else None
         raise  # the search goes on in a new process; its run stays open
+    except TrackingError:
+        raise  # the store is down (the loop waited for it): the resumed search closes the run
     except KeyboardInterrupt:
         close_search_run(search_run, "KILLED", "interrupted; rerun to resume")
         raise
@@ -126,6 +131,8 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
                   digest: str, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR,
                   project_dir: Path | None = None) -> dict[str, Any]:
     """The DVC outputs and the parent run's summary from the trial records (one process or many)."""
+    from pipeline.tuning.fixed_cost import fixed_cost_metrics
+    from pipeline.tuning.gain import search_gain
     from pipeline.tuning.results import (
         DVC_METRIC_KEYS,
         best_hparams,
@@ -150,7 +157,10 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
     write_history_csv(history_file, records)
     write_summary_plot(plot_file, records, objective)
     metrics = search_metrics(records, objective, wall_seconds)
-    write_json(out_dir / paths.TUNE_METRICS_FILE.name, {key: metrics[key] for key in DVC_METRIC_KEYS})
+    gain = search_gain(records, objective, params.tune.max_epochs)  # what the search bought over the initial points
+    cost = fixed_cost_metrics(records, metrics["wall_seconds"])  # setup vs epochs: what a trial costs beyond training
+    write_json(out_dir / paths.TUNE_METRICS_FILE.name,
+               {**{key: metrics[key] for key in DVC_METRIC_KEYS}, **gain.metrics(), **cost})
     if best_trial is None:
         if search_run is not None:
             search_run.abort("FAILED", "no trial finished")
@@ -166,13 +176,14 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
         search_run.finish(
             metrics={"best_objective": metrics["best_objective"], "trials": metrics["trials"],
                      "completed": metrics["completed"], "failed": metrics["failed"],
-                     "wall_seconds": metrics["wall_seconds"]},
-            tags={"best_trial_id": best_trial.trial_id, "best_epochs": best["epochs"],
+                     "wall_seconds": metrics["wall_seconds"], **gain.run_metrics(), **cost},
+            tags={"best_trial_id": best_trial.trial_id, "best_epochs": best["epochs"], **gain.run_tags(),
                   **{f"best.{k}": v for k, v in best_trial.values.items()}},
             artifacts=[trials_file, history_file, plot_file, out_dir / paths.BEST_HPARAMS_FILE.name],
         )
     print(f"best trial {best_trial.trial_id}: {objective} {best_trial.score:.4f} "
           f"({metrics['completed']} finished, {metrics['failed']} failed, {metrics['wall_seconds']:.0f} s)")
+    print(gain.sentence())
     return best
 
 

@@ -11,23 +11,31 @@ and ``on_trial_end`` closes the run with the status the oracle settled on.
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import keras
 import keras_tuner as kt
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from pipeline.model.training import LAST_STATE_NAME, SaveTrainingState, load_training_state
 from pipeline.objective import direction_of
+from pipeline.registry import TUNERS
+from pipeline.tuning import kt_patches
 from pipeline.tuning.bohb import BOHB
-from pipeline.tuning.callbacks import EpochRecorder, NanGuard
+from pipeline.tuning.callbacks import DeferredBestEpoch, EpochRecorder, NanGuard
 from pipeline.tuning.records import TrialRecord
 from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NullTracker, TrialTracker
 
-HYPERBAND_FAMILY = ("hyperband", "bohb")
+# Models of trials Hyperband may continue, kept in memory (digits: a few MB each); a round of the
+# default search (max_epochs 9, factor 3) has at most 9 trials.
+KEPT_MODELS = 12
 TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
 
 
@@ -53,10 +61,15 @@ class TrackedTunerMixin:
         self.trials_this_process = 0
         self.trials_left: int | None = None  # when known: no fresh process after the last trial
         self._active: TrialRecord | None = None
+        self._trial_start = 0.0
+        self._kept_models: OrderedDict[str, Any] = OrderedDict()  # trial id -> its model, to continue in place
+        self.models_reused = 0
+        self._released_kept_model = False  # a kept model left the cache since the last gc.freeze()
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------ life cycle
     def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+        self._trial_start = time.perf_counter()
         super().on_trial_begin(trial)
         values = trial.hyperparameters.values
         record = TrialRecord(
@@ -79,6 +92,11 @@ class TrackedTunerMixin:
         parent = hp.values.get("tuner/trial_id")
         if parent is None:
             return super()._build_hypermodel(hp)
+        kept = self._kept_models.pop(parent, None)
+        if kept is not None:  # the parent's own model, as its training ended: what its last state holds
+            self.models_reused += 1
+            self._released_kept_model = True  # unless kept again, it is garbage after this trial
+            return kept
         model = kt.Tuner._build_hypermodel(self, hp)
         state = Path(self.get_trial_dir(parent)) / LAST_STATE_NAME
         if state.is_file():
@@ -87,16 +105,61 @@ class TrackedTunerMixin:
             model.load_weights(self._get_checkpoint_fname(parent))
         return model
 
+    def _try_build(self, hp: kt.HyperParameters) -> Any:
+        # KerasTuner's, with one full garbage collection instead of two (Keras' clear_session runs
+        # one, KerasTuner another), and the survivors frozen after it: the search's long-lived
+        # objects are not scanned again before every trial (~0.55 s of CPU per trial on digits).
+        # A kept model (``_keep_for_continuation``) that has since left the cache was frozen with
+        # them: unfreeze first, so that the collection frees it. Kept models stay usable: clearing
+        # the session resets Keras' global state, not the variables and traced functions of a model.
+        keras.backend.clear_session(free_memory=False)
+        if self._released_kept_model:
+            gc.unfreeze()
+            self._released_kept_model = False
+        gc.collect()
+        gc.freeze()
+        model = self._build_hypermodel(hp)
+        if not isinstance(model, keras.Model):
+            raise kt.errors.FatalTypeError(f"Expected HyperModel.build() to return a Keras Model, got {type(model)}")
+        if self.max_model_size and model.count_params() > self.max_model_size:
+            raise kt.errors.FailedTrialError(f"Oversized model: {model.count_params()} parameters. Skip model.")
+        return model
+
     def _build_and_fit_model(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         record = self._active
         guard = NanGuard()
         state = SaveTrainingState(Path(self.get_trial_dir(trial.trial_id)) / LAST_STATE_NAME)
-        extra = [guard, state] if record is None else [guard, state, EpochRecorder(record, self.tracker, record.run_id)]
-        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + extra
+        given = list(kwargs.get("callbacks") or [])
+        # KerasTuner's best-epoch checkpoint, written once at the end (after the last state, which
+        # it copies when the best epoch is the last one) instead of at every improving epoch.
+        best = [DeferredBestEpoch(c.objective, c.filepath, state.path) for c in given if isinstance(c, SaveBestEpoch)]
+        extra = [guard, state, *best]
+        if record is not None:
+            extra.append(EpochRecorder(record, self.tracker, record.run_id))
+        kwargs["callbacks"] = [c for c in given if not isinstance(c, SaveBestEpoch)] + extra
         results = super()._build_and_fit_model(trial, *args, **kwargs)
         if guard.nan_at is not None:
             raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {guard.nan_at}")
+        self._keep_for_continuation(trial, state.model)
         return results
+
+    def _keep_for_continuation(self, trial: kt.engine.trial.Trial, model: Any) -> None:
+        """Keep the model of a trial Hyperband may continue, to continue it in place.
+
+        A continuation otherwise builds and compiles the same model again, loads the parent's
+        last state into it and traces its training step anew: ~2 s of CPU per continued trial
+        on digits, a quarter to a third of a Hyperband search's trials. The kept model is that
+        state (the file is still written: another process or a resumed search reads it). At most
+        ``KEPT_MODELS``, the oldest dropped first.
+        """
+        target = trial.hyperparameters.values.get("tuner/epochs")
+        max_epochs = getattr(self.oracle, "max_epochs", None)
+        if not KEPT_MODELS or model is None or target is None or max_epochs is None or int(target) >= int(max_epochs):
+            return
+        self._kept_models[trial.trial_id] = model
+        while len(self._kept_models) > KEPT_MODELS:
+            self._kept_models.popitem(last=False)
+            self._released_kept_model = True
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         try:
@@ -152,6 +215,9 @@ class TrackedTunerMixin:
         record.status = FINISHED if ok else FAILED
         record.score = float(score) if score is not None and math.isfinite(score) else None
         record.error = None if ok else last_line(trial.message)
+        # the trial's whole time (the oracle's and KerasTuner's bookkeeping included): what
+        # trials.csv's fixed cost per trial is measured on (``pipeline.tuning.fixed_cost``)
+        record.trial_seconds = time.perf_counter() - self._trial_start
         record.save(self.get_trial_dir(trial.trial_id))
         metrics = {"epochs_trained": float(record.epochs_trained), "seconds": record.seconds}
         if record.score is not None:
@@ -198,30 +264,60 @@ class TrackedBayesianOptimization(TrackedTunerMixin, kt.BayesianOptimization):
 def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name: str,
                tracker: TrialTracker | None = None, hp_names: list[str] | None = None,
                on_trial_done: Callable[[TrialRecord], None] | None = None) -> TrackedTunerMixin:
-    """A tracked tuner from the ``tune`` section (``pipeline.config.TuneConfig``)."""
-    common = dict(
+    """A tracked tuner from the ``tune`` section (``pipeline.config.TuneConfig``): the implementation
+    ``pipeline.registry.TUNERS`` holds for ``tune.tuner`` (an unknown name raises, listing the known ones)."""
+    kt_patches.install(tracebacks=tune.keras_verbose)  # before the tuner reloads its state files
+    kind = TUNERS.get(tune.tuner)
+    tuner_class, own = TUNERS.implementation(kind.name)(tune, hypermodel.space)
+    if not issubclass(tuner_class, TrackedTunerMixin):  # a KerasTuner tuner as it ships: track it
+        tuner_class = type(f"Tracked{tuner_class.__name__}", (TrackedTunerMixin, tuner_class), {})
+    tuner: TrackedTunerMixin = tuner_class(
         hypermodel=hypermodel, objective=tune.objective, seed=seed,
         max_consecutive_failed_trials=tune.max_consecutive_failed_trials,
         directory=tune.directory, project_name=project_name, overwrite=not tune.resume,
-        tracker=tracker, hp_names=hp_names, on_trial_done=on_trial_done,
-    )
-    if tune.initial_points and tune.tuner != "bohb":
-        print(f"note: tune.initial_points is used by tune.tuner bohb only; {tune.tuner} ignores it", flush=True)
-    tuner: TrackedTunerMixin
-    if tune.tuner == "bohb":
-        tuner = TrackedBOHB(max_epochs=tune.max_epochs, factor=tune.factor,
-                            hyperband_iterations=tune.hyperband_iterations,
-                            initial_points=fit_initial_points(tune.initial_points, hypermodel.space), **common)
-    elif tune.tuner == "hyperband":
-        tuner = TrackedHyperband(max_epochs=tune.max_epochs, factor=tune.factor,
-                                 hyperband_iterations=tune.hyperband_iterations, **common)
-    elif tune.tuner == "random":
-        tuner = TrackedRandomSearch(max_trials=tune.max_trials, **common)
-    else:
-        tuner = TrackedBayesianOptimization(max_trials=tune.max_trials,
-                                            num_initial_points=tune.bayesian_initial_points, **common)
+        tracker=tracker, hp_names=hp_names, on_trial_done=on_trial_done, **own)
     tuner.default_epochs = tune.max_epochs
+    if tune.initial_points and "initial_points" not in kind.reads:
+        # Every tuner starts from the same points (a fair comparison, and the user's recipe honoured):
+        # those that do not run them themselves get them as their first draws.
+        queue_initial_points(tuner.oracle, fit_initial_points(tune.initial_points, hypermodel.space))
     return tuner
+
+
+def queue_initial_points(oracle: Any, points: list[dict[str, Any]]) -> None:
+    """``points`` as the first configurations ``oracle`` draws (Optuna's ``enqueue_trial``, for KerasTuner).
+
+    Hyperband, RandomSearch and BayesianOptimization draw every new configuration of their random
+    phase from ``Oracle._random_values`` (KerasTuner's protected hook, the only one they share). Each
+    call still draws, so the oracle's seed state moves as without the points; a key a point leaves
+    open keeps its random value. A point some earlier trial already ran (a resumed search) is skipped.
+    """
+    ran = [trial.hyperparameters.values for trial in oracle.trials.values()]
+    queue = [p for p in points if not any(all(v.get(k) == x for k, x in p.items()) for v in ran)]
+    draw = oracle._random_values
+
+    def points_first() -> dict[str, Any] | None:
+        values = draw()
+        if queue and values is not None:
+            values = {**values, **queue.pop(0)}
+        return values
+
+    oracle._random_values = points_first
+    oracle.initial_points = points  # says the oracle takes them (bench/search_peers.py checks)
+
+
+# The built-in tuners' implementations: name -> (tune, search space) -> (tuner class, its own arguments);
+# make_tuner adds the arguments every tuner takes. Declared (with the tune keys they read) in pipeline/registry.py.
+def _hyperband_arguments(tune: Any) -> dict[str, Any]:
+    return dict(max_epochs=tune.max_epochs, factor=tune.factor, hyperband_iterations=tune.hyperband_iterations)
+
+
+TUNERS.implement("bohb", lambda tune, space: (TrackedBOHB, dict(
+    _hyperband_arguments(tune), initial_points=fit_initial_points(tune.initial_points, space))))
+TUNERS.implement("hyperband", lambda tune, space: (TrackedHyperband, _hyperband_arguments(tune)))
+TUNERS.implement("random", lambda tune, space: (TrackedRandomSearch, dict(max_trials=tune.max_trials)))
+TUNERS.implement("bayesian", lambda tune, space: (TrackedBayesianOptimization, dict(
+    max_trials=tune.max_trials, num_initial_points=tune.bayesian_initial_points)))
 
 
 def fit_initial_points(points: list[dict[str, Any]], space: Any) -> list[dict[str, Any]]:
@@ -240,14 +336,16 @@ def fit_initial_points(points: list[dict[str, Any]], space: Any) -> list[dict[st
 
 def expected_trials(tune: Any) -> int:
     """About how many trials the whole search runs (the Hyperband family: the sum of its bracket sizes)."""
-    if tune.tuner not in HYPERBAND_FAMILY:
+    kind = TUNERS.get(tune.tuner)
+    if not kind.hyperband_family:
         return tune.max_trials
     oracle = kt.oracles.HyperbandOracle(objective=kt.Objective(tune.objective, direction_of(tune.objective)),
                                         max_epochs=tune.max_epochs, factor=tune.factor,
                                         hyperband_iterations=tune.hyperband_iterations)
     # KerasTuner has no public count of a Hyperband iteration's trials; its bracket layout is.
     per_iteration = sum(oracle._get_size(b, r) for b in range(oracle._get_num_brackets()) for r in range(b + 1))
-    initial = len(tune.initial_points) if tune.tuner == "bohb" else 0  # each runs once, outside the brackets
+    # each runs once, outside the brackets
+    initial = len(tune.initial_points) if "initial_points" in kind.reads else 0
     return per_iteration * tune.hyperband_iterations + initial
 
 

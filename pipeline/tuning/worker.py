@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from pipeline.tuning import distributed as dist
@@ -58,67 +57,37 @@ def run_chief() -> int:
 
 # --------------------------------------------------------------------------- worker
 def run_worker() -> int:
+    """Train the trials the chief hands out until it stops, in the search loop a one-process search uses."""
     threads = int(os.environ.get(dist.ENV_THREADS, "0"))
     if threads:  # before TensorFlow runs anything: the workers share the cores
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    import keras
-
     from pipeline import paths
     from pipeline.data.store import load_split
-    from pipeline.objective import direction_of
-    from pipeline.tuning.tracker import FAILED, KILLED, NullTracker, TrialTracker
-    from pipeline.tuning.tuners import expected_trials, wait_when_idle
+    from pipeline.errors import TrackingError
+    from pipeline.tracking.runs import trial_logger_from_environment
+    from pipeline.tuning.search import run_trials
+    from pipeline.tuning.tracker import NullTracker, TrialTracker
+    from pipeline.tuning.tuners import wait_when_idle
 
     params = _params()
-    tune = params.tune
-    worker_id = os.environ["KERASTUNER_TUNER_ID"]
-    from pipeline.tracking.runs import trial_logger_from_environment
-
-    tracker: TrialTracker = trial_logger_from_environment(tags={"worker": worker_id}) or NullTracker()
-    x, y = load_split(paths.PROCESSED_DIR, "train")
-    x_val, y_val = load_split(paths.PROCESSED_DIR, "validation")
+    tracker: TrialTracker = trial_logger_from_environment(tags={"worker": os.environ["KERASTUNER_TUNER_ID"]}) \
+        or NullTracker()
+    data = (*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"))
     tuner = _tuner(params, _hypermodel(params), tracker=tracker)
     wait_when_idle(tuner.oracle)
-    tuner.on_trial_done = SharedProgress(Path(tuner.project_dir), expected_trials(tune), tune.objective)
-    callbacks = [keras.callbacks.EarlyStopping(monitor=tune.objective, mode=direction_of(tune.objective),
-                                               patience=tune.early_stopping_patience)]
     try:
-        tuner.search(x, y, validation_data=(x_val, y_val), epochs=tune.max_epochs, callbacks=callbacks,
-                     verbose=1 if tune.keras_verbose else 0)
+        run_trials(tuner, params.tune, data)
     except KeyboardInterrupt:
-        tuner.abort_active_trial(KILLED, "interrupted")
         return 130
-    except BaseException as error:
-        tuner.abort_active_trial(FAILED, f"{type(error).__name__}: {error}")
-        raise
+    except TrackingError as error:
+        # One line for the launcher to show; its exit code tells the launcher not to restart this
+        # worker nor touch the store (its trial is KILLED in its record, retried on resume).
+        print(f"error: {error.lines[0]}", file=sys.stderr, flush=True)
+        return dist.TRACKING_LOST_EXIT
     return 0
-
-
-class SharedProgress:
-    """``ProgressPrinter`` over the whole search: counts and best come from the shared trial records."""
-
-    def __init__(self, project_dir: Path, expected: int, objective: str) -> None:
-        from pipeline.objective import direction_of
-        from pipeline.tuning.progress import ProgressPrinter
-
-        self.project_dir, self.objective = project_dir, objective
-        self.printer = ProgressPrinter(expected, direction_of(objective))
-
-    def __call__(self, record: Any) -> None:
-        from pipeline.tuning.records import TrialRecord
-        from pipeline.tuning.results import best_record
-        from pipeline.tuning.tracker import FAILED, FINISHED
-
-        others = [r for d in sorted(self.project_dir.glob("trial_*"))
-                  if (r := TrialRecord.load(d)) is not None and r.trial_id != record.trial_id]
-        ended = [r for r in others if r.status in (FINISHED, FAILED)]
-        best = best_record(ended, self.objective)
-        self.printer.done = len(ended)
-        self.printer.best = (best.trial_id, best.score) if best else None
-        self.printer(record)
 
 
 def main(argv: list[str] | None = None) -> int:

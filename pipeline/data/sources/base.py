@@ -31,7 +31,7 @@ class RawDataset:
 
 
 class DataSource(Protocol):
-    """A way to get labelled images, registered by ``name`` in ``pipeline.data.sources.SOURCES``."""
+    """A way to get labelled images, declared by ``name`` in ``pipeline.registry.SOURCES``."""
 
     name: str  # the value of ``data.source`` in params.yaml
 

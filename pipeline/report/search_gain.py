@@ -1,0 +1,95 @@
+"""The report's "what the search bought" section: the search's best configuration against the initial point.
+
+The figures come from results/tune/metrics.json (``pipeline.tuning.gain`` computed them once,
+when the search ended); the final model's per-seed validation scores from results/train/run.json
+give the seed-to-seed spread a gain has to clear to mean anything. Either file missing: the
+section says less, or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from pipeline.report.render import Document
+
+CONFIDENCE = 0.95
+
+
+def write_section(doc: Document, tune_metrics: Path | None, train_run: Path | None) -> dict[str, Any] | None:
+    """Write the section; return its figures (None: no search gain recorded, no section)."""
+    metrics = _load(tune_metrics)
+    if not metrics or "search_gain_epochs" not in metrics:
+        return None
+    doc.heading(2, "What the search bought")
+    initial, searched = metrics.get("best_initial_score"), metrics.get("best_searched_score")
+    gain, epochs = metrics.get("search_gain"), metrics.get("search_gain_epochs")
+    if initial is None:
+        doc.paragraph("No initial point (tune.initial_points is empty, or the tuner ignores it): every "
+                      "configuration came from the search, so there is no recipe to compare with.")
+        return {"search_gain": None}
+    rows = [[f"best initial point (trial {metrics.get('best_initial_trial')})", f"{initial:.4f}"]]
+    if searched is not None:
+        rows.append([f"best searched configuration (trial {metrics.get('best_searched_trial')})", f"{searched:.4f}"])
+    doc.table([f"validation score at {epochs} epochs (equal budgets)", "score"], rows)
+    if gain is None:
+        doc.paragraph(f"No searched configuration was trained for the full {epochs} epochs, so none can be set "
+                      "against the initial point at equal epochs: the recipe was not challenged.")
+    elif gain > 0:
+        doc.paragraph(f"The search found a configuration (trial {metrics.get('best_searched_trial')}) better than "
+                      f"the initial point by {gain:+.4f} on validation, both after {epochs} epochs.")
+    else:
+        doc.paragraph(f"The recipe was not beaten: the best searched configuration is {gain:+.4f} against the "
+                      f"initial point on validation, both after {epochs} epochs; the final model owes its "
+                      "configuration to the recipe.")
+    spread = seed_spread(_load(train_run))
+    if spread is not None:
+        doc.paragraph(_spread_sentence(spread, gain))
+    return {"search_gain": gain, "seed_spread": spread}
+
+
+def seed_spread(run: dict[str, Any] | None) -> dict[str, float] | None:
+    """Mean, standard deviation and a t-interval of the final model's members' validation scores
+    (the seeds of the retrained configuration); None with fewer than two members."""
+    if not run:
+        return None
+    members = [m for m in run.get("members") or [] if m.get("trial_id") == run.get("trial_id")]
+    scores = [float(m["retrained_score"]) for m in members if _finite(m.get("retrained_score"))]
+    if len(scores) < 2:
+        return None
+    from scipy.stats import t
+
+    mean, sd = statistics.fmean(scores), statistics.stdev(scores)
+    half = float(t.ppf(0.5 + CONFIDENCE / 2, len(scores) - 1)) * sd / math.sqrt(len(scores))
+    return {"n": len(scores), "mean": mean, "sd": sd, "low": mean - half, "high": mean + half,
+            "min": min(scores), "max": max(scores)}
+
+
+def _spread_sentence(spread: dict[str, float], gain: float | None) -> str:
+    text = (f"The final model's {spread['n']} seeds of that configuration reach validation "
+            f"{spread['min']:.4f}-{spread['max']:.4f} (mean {spread['mean']:.4f}, {CONFIDENCE:.0%} t-interval "
+            f"{spread['low']:.4f}-{spread['high']:.4f}, seed-to-seed standard deviation {spread['sd']:.4f}; "
+            f"{int(spread['n'])}-seed retraining, so the final budget, not the search's).")
+    if gain is not None and spread["sd"] > 0:
+        within = abs(gain) <= spread["sd"]
+        reading = ("within one seed-to-seed standard deviation: as large as what a different seed changes, "
+                   "not a clear effect") if within else "beyond one seed-to-seed standard deviation"
+        text += f" A gain of {gain:+.4f} is {reading}."
+    return text
+
+
+def _load(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

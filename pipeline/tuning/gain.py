@@ -1,0 +1,131 @@
+"""What the search bought: its best configuration against the best initial point (``tune.initial_points``).
+
+The initial points run once for ``max_epochs`` (bracket -1 in the records); the searched
+configurations are every other trial. They are compared at equal epochs: only searched trials
+whose budget was ``max_epochs`` count, since a Hyperband trial stopped at 1 or 3 epochs cannot
+be set against an initial point trained for 9. Both scores are validation scores (the
+objective the search ranks by). The figures go to results/tune/metrics.json and to the
+search's MLflow run; the report states them in a sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.objective import direction_of
+
+INITIAL_BRACKET = -1  # pipeline.tuning.bohb runs the initial points outside the brackets with this tag
+
+
+@dataclass(frozen=True)
+class SearchGain:
+    objective: str
+    epochs: int  # the budget both sides are compared at
+    best_initial_trial: str | None
+    best_initial_score: float | None
+    best_searched_trial: str | None  # at ``epochs``
+    best_searched_score: float | None
+    best_trial: str | None  # the search's best trial at any budget (what train retrains)
+    initial_point_won: bool | None  # None: no initial point finished
+
+    @property
+    def gain(self) -> float | None:
+        """Searched minus initial, signed so that > 0 means the search found better (val_loss: lower)."""
+        if self.best_initial_score is None or self.best_searched_score is None:
+            return None
+        sign = 1.0 if direction_of(self.objective) == "max" else -1.0
+        return round(sign * (self.best_searched_score - self.best_initial_score), 6)
+
+    def metrics(self) -> dict[str, Any]:
+        """results/tune/metrics.json's keys (null where there is nothing to compare)."""
+        return {"search_gain": self.gain, "search_gain_epochs": self.epochs,
+                "best_initial_score": self.best_initial_score, "best_initial_trial": self.best_initial_trial,
+                "best_searched_score": self.best_searched_score, "best_searched_trial": self.best_searched_trial,
+                "best_trial": self.best_trial, "initial_point_won": self.initial_point_won}
+
+    def run_metrics(self) -> dict[str, float]:
+        """The numeric figures for the search's MLflow run (metrics are numbers; the rest go to tags)."""
+        found = {"search_gain": self.gain, "best_initial_score": self.best_initial_score,
+                 "best_searched_score": self.best_searched_score}
+        return {k: float(v) for k, v in found.items() if v is not None}
+
+    def run_tags(self) -> dict[str, str]:
+        tags = {"search_gain_epochs": str(self.epochs)}
+        if self.initial_point_won is not None:
+            tags["initial_point_won"] = str(self.initial_point_won).lower()
+        if self.best_searched_trial is not None:
+            tags["best_searched_trial"] = self.best_searched_trial
+        return tags
+
+    def sentence(self) -> str:
+        """One line for the log and the report."""
+        if self.best_initial_score is None:
+            return "no initial point: every configuration was searched (search_gain not defined)"
+        if self.best_searched_score is None:
+            return (f"no searched configuration reached {self.epochs} epochs: the initial point (trial "
+                    f"{self.best_initial_trial}, {self.objective} {self.best_initial_score:.4f}) was not challenged")
+        gain = self.gain or 0.0
+        compared = (f"at {self.epochs} epochs on validation: searched trial {self.best_searched_trial} "
+                    f"{self.best_searched_score:.4f} against initial point trial {self.best_initial_trial} "
+                    f"{self.best_initial_score:.4f}")
+        if gain > 0:
+            return f"the search found a configuration better than the initial point by {gain:+.4f} ({compared})"
+        return f"the initial point was not beaten ({gain:+.4f}; {compared})"
+
+
+def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGain:
+    """The gain from ``TrialRecord``-like objects (trial_id, status, score, bracket, target_epochs)."""
+    finished = [r for r in records if _status(r) == "FINISHED" and _finite(_get(r, "score"))]
+    initial = [r for r in finished if _int(_get(r, "bracket")) == INITIAL_BRACKET]
+    searched = [r for r in finished if _int(_get(r, "bracket")) != INITIAL_BRACKET]
+    full = [r for r in searched if (_int(_get(r, "target_epochs")) or max_epochs) >= max_epochs]
+    pick = max if direction_of(objective) == "max" else min
+    best_initial = pick(initial, key=_score) if initial else None
+    best_full = pick(full, key=_score) if full else None
+    best = pick(finished, key=_score) if finished else None
+    won = None
+    if best_initial is not None:
+        # Ties go to the initial point: the search bought nothing it did not already have.
+        won = best_full is None or _score(best_initial) == pick(_score(best_initial), _score(best_full))
+    return SearchGain(
+        objective=objective, epochs=max_epochs,
+        best_initial_trial=_id(best_initial), best_initial_score=_score_or_none(best_initial),
+        best_searched_trial=_id(best_full), best_searched_score=_score_or_none(best_full),
+        best_trial=_id(best), initial_point_won=won,
+    )
+
+
+def _get(record: Any, name: str) -> Any:
+    return record.get(name) if isinstance(record, dict) else getattr(record, name, None)
+
+
+def _status(record: Any) -> str:
+    return str(_get(record, "status") or "")
+
+
+def _score(record: Any) -> float:
+    return float(_get(record, "score"))
+
+
+def _score_or_none(record: Any) -> float | None:
+    return None if record is None else _score(record)
+
+
+def _id(record: Any) -> str | None:
+    return None if record is None else str(_get(record, "trial_id"))
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None or value == "" else int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and value != "" and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

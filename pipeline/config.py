@@ -169,6 +169,34 @@ SearchSpaceConfig = _with_schedule_knobs(_SearchSpaceKeys)
 
 
 # ------------------------------------------------------------------------ stages
+def _state_folder(value: str) -> str:
+    """A folder the search may own: it deletes its project there when ``tune.resume`` is false."""
+    if not value.strip() or Path(value).expanduser().resolve() in (Path("/"), Path.home()):
+        raise ValueError("must be a folder of its own for the tuner's state (e.g. .tuner), not / or your home")
+    return value
+
+
+def _host(value: str) -> str:
+    import ipaddress
+    import re
+
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    label = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+    if not re.fullmatch(rf"(?=.{{1,253}}$){label}(\.{label})*", value):
+        raise ValueError("allowed: a host name or an IP address such as 127.0.0.1 (the port is tune.chief_port)")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or blank")
+    return value
+
+
 class TuneConfig(Section):
     # a name in pipeline.registry.TUNERS (the code: pipeline/tuning/tuners.py)
     tuner: Annotated[str, AfterValidator(registry.TUNERS.check)] = "bohb"
@@ -186,17 +214,17 @@ class TuneConfig(Section):
     max_consecutive_failed_trials: Annotated[int, Field(ge=1, le=1000)] = 5
     resume: bool = True
     # Where KerasTuner keeps its state; persisted across `dvc repro` so a search resumes.
-    directory: str = ".tuner"
+    directory: Annotated[str, AfterValidator(_state_folder)] = ".tuner"
     # Start a fresh process after this many trials (0: never). TensorFlow keeps ~8 MB per built
     # model that clear_session() does not return; a fresh process resumes from the tuner state.
     trials_per_process: Annotated[int, Field(ge=0, le=100000)] = 20
     workers: Annotated[int, Field(ge=1, le=256)] = 1
-    chief_address: str = "127.0.0.1"
+    # a host name, an IPv4 or an IPv6 address (no scheme, no port: that is chief_port)
+    chief_address: Annotated[str, AfterValidator(_host)] = "127.0.0.1"
     chief_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     # Keras' per-batch progress bars; off by default, the stage prints a line per trial.
     keras_verbose: bool = False
-    # bohb only (the other tuners run as KerasTuner ships them and say they ignore it):
-    # configurations to try first (as Ray Tune's points_to_evaluate), each a mapping of
+    # Configurations every tuner tries first (as Ray Tune's points_to_evaluate), each a mapping of
     # search-space keys to values; keys left out, fixed, or outside the space are drawn as usual.
     initial_points: list[dict[str, Any]] = []
 
@@ -319,7 +347,7 @@ class AblateConfig(Section):
 
 
 class MlflowConfig(Section):
-    experiment: Annotated[str, Field(min_length=1)] = "cnn-tuning"
+    experiment: Annotated[str, AfterValidator(_not_blank)] = "cnn-tuning"
     # null: sqlite file mlflow.db at the repository root (MLFLOW_TRACKING_URI overrides).
     tracking_uri: str | None = None
     # How long a tracking server may stay unreachable (retries included) before a search stops

@@ -62,20 +62,26 @@ def stop(server: subprocess.Popen) -> None:
     server.wait(30)
 
 
-@pytest.mark.slow
-def test_server_killed_mid_search_stops_it_in_bounded_time_and_the_rerun_retries_the_trial(
-        project: Path, tmp_path: Path) -> None:
-    from mlflow import MlflowClient
-
-    write_params(project, data={"max_samples": 300}, search_space=TINY_SPACE,
-                 tune={"tuner": "random", "max_trials": 4, "max_epochs": 4, "early_stopping_patience": 9,
+def outage_project(project: Path, tmp_path: Path, *, samples: int, space: dict, trials: int,
+                   epochs: int) -> tuple[Path, int, str]:
+    """A random search on a digits subset, preprocessed, logging to a server yet to start: (its folder, port, URI)."""
+    write_params(project, data={"max_samples": samples}, search_space=space,
+                 tune={"tuner": "random", "max_trials": trials, "max_epochs": epochs, "early_stopping_patience": 9,
                        "initial_points": []},
                  mlflow={"experiment": "outage", "outage_seconds": 20})
     assert run_cli(["preprocess"], cwd=project).returncode == 0
     folder = tmp_path / "server"
     folder.mkdir()
     port = free_port()
-    uri = f"http://127.0.0.1:{port}"
+    return folder, port, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.slow
+def test_server_killed_mid_search_stops_it_in_bounded_time_and_the_rerun_retries_the_trial(
+        project: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    folder, port, uri = outage_project(project, tmp_path, samples=300, space=TINY_SPACE, trials=4, epochs=4)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(project)}
     server = start_server(folder, port)
     try:
@@ -195,15 +201,8 @@ def test_server_killed_under_a_distributed_worker_kills_its_trial_and_the_worker
         project: Path, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    write_params(project, data={"max_samples": 600}, search_space={**TINY_SPACE, "batch_size": 16},
-                 tune={"tuner": "random", "max_trials": 3, "max_epochs": 8, "early_stopping_patience": 9,
-                       "initial_points": []},
-                 mlflow={"experiment": "outage", "outage_seconds": 20})
-    assert run_cli(["preprocess"], cwd=project).returncode == 0
-    folder = tmp_path / "server"
-    folder.mkdir()
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
+    folder, port, uri = outage_project(project, tmp_path, samples=600, space={**TINY_SPACE, "batch_size": 16},
+                                       trials=3, epochs=8)
     # KERASTUNER_TUNER_ID=chief: this host runs the chief and tune.workers (1) worker, tuner0
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(project), "KERASTUNER_TUNER_ID": "chief"}
     env.pop("KERASTUNER_ORACLE_IP", None)

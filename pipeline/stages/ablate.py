@@ -19,6 +19,7 @@ from typing import Any
 from pipeline import paths
 from pipeline.errors import PipelineError
 from pipeline.handoff import read_handoff
+from pipeline.lineage import same_data
 
 ABLATE_DIR, RESULTS_FILE = paths.ABLATE_DIR, paths.ABLATE_RESULTS_FILE
 VERDICTS_FILE, FIGURE_FILE = paths.ABLATE_VERDICTS_FILE, paths.ABLATE_FIGURE
@@ -46,7 +47,7 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
 
     meta = load_meta(paths.PROCESSED_DIR)
     searched_on = best.get("data_fingerprint")
-    if searched_on and meta.get("fingerprint") and searched_on != meta["fingerprint"]:
+    if not same_data(searched_on, meta.get("fingerprint")):
         print(f"warning: {paths.BEST_HPARAMS_FILE} comes from a search on other data (fingerprint {searched_on}, "
               f"now {meta['fingerprint']}); its best configuration is ablated on this data", file=sys.stderr)
     variants, skipped = plan_variants(best["values"], config.dimensions, config.baselines)

@@ -97,7 +97,7 @@ def load_data(best: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, Any, Any
     meta = load_meta(paths.PROCESSED_DIR)
     data = (*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"))
     searched_on = best.get("data_fingerprint")
-    if searched_on and meta.get("fingerprint") and searched_on != meta["fingerprint"]:
+    if not same_data(searched_on, meta.get("fingerprint")):
         print(f"warning: {paths.BEST_HPARAMS_FILE} comes from a search on other data (fingerprint {searched_on}, "
               f"now {meta['fingerprint']}); its configurations are retrained from scratch, never taken from the "
               "search's checkpoints; rerun `python -m pipeline tune` to search on this data", file=sys.stderr)

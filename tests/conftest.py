@@ -47,7 +47,24 @@ def copy_project(dest: Path) -> Path:
     # preprocess depends on the images folder, which a clone has (empty but for .gitkeep)
     (dest / "data" / "raw").mkdir(parents=True, exist_ok=True)
     (dest / "data" / "raw" / ".gitkeep").touch()
+    give_own_chief_port(dest / "params.yaml")
     return dest
+
+
+def give_own_chief_port(params: Path) -> None:
+    """A distributed search's chief in this copy listens on a port of its own.
+
+    Tests run in parallel (pytest-xdist): two copies asking for the shipped port at the same moment
+    could both see it free and one fail to bind. A text edit, so the file keeps its comments.
+    """
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    text = params.read_text()
+    assert "chief_port: 8000 " in text, "params.yaml no longer ships tune.chief_port 8000: update this fixture"
+    params.write_text(text.replace("chief_port: 8000 ", f"chief_port: {port} ", 1))
 
 
 @pytest.fixture

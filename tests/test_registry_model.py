@@ -153,6 +153,13 @@ def test_register_version_alias_tags_signature_and_no_duplicate(project: Path) -
     proba = np.asarray(model.predict(x_raw[:7]))
     assert proba.shape == (7, 10)
     assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-4)
+    # what `mlflow models serve` installs: pinned to this environment, given rather than inferred
+    from importlib.metadata import version
+
+    requirements = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1")) / "requirements.txt"
+    pinned = set(requirements.read_text().split())
+    assert {f"keras=={version('keras')}", f"tensorflow=={version('tensorflow')}"} <= pinned
+    assert any(line.startswith("mlflow==") for line in pinned)
 
 
 def test_register_without_train_run_is_one_clear_line(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -81,13 +81,16 @@ class Recorder(http.server.BaseHTTPRequestHandler):
     """Answers /health with ``status`` and records the Authorization header of each request."""
 
     status = 200
+    api_status = 404  # every other path
     seen: list[str | None] = []
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         type(self).seen.append(self.headers.get("Authorization"))
-        self.send_response(type(self).status if self.path == "/health" else 404)
+        self.send_response(type(self).status if self.path == "/health" else type(self).api_status)
         self.end_headers()
         self.wfile.write(b"OK")
+
+    do_POST = do_GET  # noqa: N815
 
     def log_message(self, *args: object) -> None:
         pass
@@ -139,6 +142,24 @@ def test_refused_credentials_and_a_down_server_are_one_line_without_the_password
         check_reachable(f"http://admin:{PASSWORD}@127.0.0.1:notaport")
     assert caught.value.lines == ["tracking URI http://admin:***@127.0.0.1:notaport: the port is not a number "
                                   "from 1 to 65535"]
+
+
+def test_a_server_that_lets_health_through_but_refuses_the_api_is_one_line_within_seconds(
+        project: Path, recorder: tuple[int, type[Recorder]]) -> None:
+    # as MLflow's basic-auth app does: /health answers anyone, the first API call gets 401
+    port, handler = recorder
+    handler.api_status = 401
+    started = time.monotonic()
+    result = run_cli(["tune"], cwd=project, env={"MLFLOW_TRACKING_URI": f"http://admin:{PASSWORD}@127.0.0.1:{port}"})
+    took = time.monotonic() - started
+    assert result.returncode == 2 and PASSWORD not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: MLflow tracking server http://admin:***@127.0.0.1:{port} refused the credentials "
+                      "(HTTP 401); check the user:password in the URI or MLFLOW_TRACKING_USERNAME / "
+                      "MLFLOW_TRACKING_PASSWORD"], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert took < 30  # the report came from the first refused call (seconds, most of them Python start-up), not
+    # after the retries for a dead server (mlflow.outage_seconds)
 
 
 def free_port() -> int:

@@ -68,7 +68,7 @@ def outage_project(project: Path, tmp_path: Path, *, samples: int, space: dict, 
     write_params(project, data={"max_samples": samples}, search_space=space,
                  tune={"tuner": "random", "max_trials": trials, "max_epochs": epochs, "early_stopping_patience": 9,
                        "initial_points": []},
-                 mlflow={"experiment": "outage", "outage_seconds": 20})
+                 mlflow={"experiment": "outage", "outage_seconds": 8})
     assert run_cli(["preprocess"], cwd=project).returncode == 0
     folder = tmp_path / "server"
     folder.mkdir()

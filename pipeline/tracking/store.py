@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import ssl
 import sys
 import time
@@ -171,9 +172,7 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
             return
     except urllib.error.HTTPError as error:
         if error.code in (401, 403):
-            raise TrackingError(f"MLflow tracking server {shown} refused the credentials (HTTP {error.code}); check "
-                                "the user:password in the URI or MLFLOW_TRACKING_USERNAME / "
-                                "MLFLOW_TRACKING_PASSWORD") from None
+            raise TrackingError(refused_credentials(shown, error.code)) from None
         raise TrackingError(f"MLflow tracking server {shown} answered HTTP {error.code} on /health; "
                             "is it an MLflow server?") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
@@ -184,8 +183,17 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def refused_credentials(shown_uri: str, code: int) -> str:
+    return (f"MLflow tracking server {shown_uri} refused the credentials (HTTP {code}); check the user:password "
+            "in the URI or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD")
+
+
 def _describe_store_error(uri: str, db: Path | None, experiment: str, error: Exception) -> str:
     text = str(error)
+    # MLflow's basic-auth server answers /health to anyone: a refusal comes with the first API call
+    refused = re.search(r"error code (401|403) != 200", text)
+    if refused:
+        return refused_credentials(redact(uri), int(refused.group(1)))
     if db is not None and "readonly database" in text.lower():
         return (f"{db}: the MLflow database is read-only; allowed: a file and folder you can write, "
                 "or another store in MLFLOW_TRACKING_URI")

@@ -11,6 +11,7 @@ measures which configuration actually wins.
     python bench/tasks.py --out DIR                  # every generated task, full size
     python bench/tasks.py --out DIR --quick          # small versions (seconds)
     python bench/tasks.py --out DIR --tasks shapes,counting
+    python bench/tasks.py --out /tmp/big --tasks big_grey   # 60,000 images: bench/big_folders.py
 """
 
 from __future__ import annotations
@@ -398,15 +399,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder that receives one sub-folder per task")
     parser.add_argument("--quick", action="store_true", help="the small versions (Task.quick_images each)")
-    parser.add_argument("--tasks", default=None, help=f"comma-separated subset of: {', '.join(TASKS)}")
+    parser.add_argument("--tasks", default=None, help=f"comma-separated subset of: {', '.join(TASKS)}, or of the "
+                        "big folders (never in the default set): big_grey, big_rgb (bench/big_folders.py)")
     args = parser.parse_args(argv)
     chosen = list(TASKS) if args.tasks is None else [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = [t for t in chosen if t not in TASKS]
+    # The MNIST/CIFAR-sized folders live in big_folders (imported here only: it imports this module).
+    from big_folders import BIG_TASKS, write_big_task
+
+    unknown = [t for t in chosen if t not in TASKS and t not in BIG_TASKS]
     if unknown or not chosen:
-        print(f"--tasks: unknown task(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(TASKS)}",
-              file=sys.stderr)
+        print(f"--tasks: unknown task(s) {', '.join(unknown) or '(none given)'}; known: "
+              f"{', '.join([*TASKS, *BIG_TASKS])}", file=sys.stderr)
         return 2
     for name in chosen:
+        if name in BIG_TASKS:
+            start = time.perf_counter()
+            count = BIG_TASKS[name].quick_images if args.quick else BIG_TASKS[name].images
+            folder = write_big_task(name, args.out, count=count)
+            print(f"{name}: {count} images -> {folder} ({time.perf_counter() - start:.1f} s)")
+            continue
         task = TASKS[name]
         if name == DIGITS:
             print(f"{name}: built in (data.source: digits), not written")

@@ -29,6 +29,7 @@ from pipeline import registry
 from pipeline.errors import ConfigError, short_repr, shorten
 from pipeline.hparams import Choice, Fixed, HParam, Range, parse_hparam
 from pipeline.strict_yaml import load_yaml
+from pipeline.time_budget import parse_duration
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -191,6 +192,10 @@ def _host(value: str) -> str:
     return value
 
 
+# A wall-clock budget: null (none) or seconds; params.yaml may write 90, 90s, 45m, 2h or 1h30m.
+TimeBudgetField = Annotated[float | None, BeforeValidator(parse_duration)]
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or blank")
@@ -227,6 +232,14 @@ class TuneConfig(Section):
     # Configurations every tuner tries first (as Ray Tune's points_to_evaluate), each a mapping of
     # search-space keys to values; keys left out, fixed, or outside the space are drawn as usual.
     initial_points: list[dict[str, Any]] = []
+    # Wall-clock budget of one `tune` run (Optuna's timeout): no trial starts once it is spent, and the
+    # running one ends at its next epoch end, scored on what it reached. Each rerun gets it anew.
+    time_budget: TimeBudgetField = None
+    # What Hyperband's low rungs save on: fewer epochs (`epochs`), or fewer epochs on as large a share of the
+    # training set (`data`: a rung at a third of max_epochs trains on the first third of one seeded
+    # permutation; a continued trial sees a superset), or `data` from 20,000 training images (`auto`).
+    # Part of what a trial means: changing it starts another search.
+    fidelity: Literal["epochs", "data", "auto"] = "epochs"
 
 
 class TrainConfig(Section):
@@ -247,6 +260,9 @@ class TrainConfig(Section):
     # A retrained configuration whose validation score falls short of the search's by more
     # than this is replaced by the trial's own checkpoint, with a warning and a run tag.
     reproduce_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    # Wall-clock budget of one `train` run: the model training when it runs out ends at its next
+    # epoch end and no further one starts (the first always trains); null = none.
+    time_budget: TimeBudgetField = None
 
 
 class RegisterConfig(Section):
@@ -274,7 +290,7 @@ class ReportConfig(Section):
 # whichever side the best configuration is on.
 DEFAULT_ABLATIONS: dict[str, tuple[Any, ...]] = {
     "init": ("zeros", ("glorot_uniform", "he_normal")),
-    "optimizer": ("sgd",),
+    "optimizer": (("momentum", "adamw"),),
     "lr_schedule": (("constant", "cosine"),),
     "architecture": ("plain",),
     "regularizer": (("none", "l2"),),
@@ -298,11 +314,40 @@ def _search_space_value(key: Any, item: Any) -> Any:
         raise ValueError(f"{key}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
+class RateGridConfig(Section):
+    """``ablate.learning_rates``: the rates each side of a comparison is tried at, per optimizer family."""
+
+    adaptive: tuple[float, ...] = (1e-3, 3e-3, 1e-2)  # adam, adamw, rmsprop
+    sgd: tuple[float, ...] = (1e-2, 3e-2, 1e-1)  # sgd, momentum, nesterov
+
+    @field_validator("adaptive", "sgd", mode="before")
+    @classmethod
+    def _a_small_ascending_grid(cls, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 7:
+            raise ValueError("expected a list of 1 to 7 learning rates, e.g. [0.001, 0.003, 0.01]")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 10 for v in value):
+            raise ValueError(f"{short_repr(value)}: every rate must be a number in (0, 10]")
+        if list(value) != sorted(set(value)):
+            raise ValueError(f"{short_repr(value)}: rates must be distinct and ascending")
+        return tuple(float(v) for v in value)
+
+
 class AblateConfig(Section):
     """Controlled ablations of the best configuration (stage ``ablate``)."""
 
     enabled: bool = True  # false: the stage writes an empty result and the report uses the search's evidence
-    seeds: Annotated[int, Field(ge=2, le=1000)] = 3  # runs per variant, seed-matched with the best's
+    # verdict runs per variant, seed-matched with the best's; the power rule may add up to max_seeds
+    seeds: Annotated[int, Field(ge=2, le=1000)] = 3
+    max_seeds: Annotated[int, Field(ge=2, le=1000)] = 5
+    # seeds are added (up to max_seeds) until a difference of min_effect is found with this probability
+    power: Annotated[float, Field(ge=0.5, le=0.99)] = 0.8
+    # each side at its own best learning rate from learning_rates (a nuisance hyperparameter); false: every
+    # run at the best configuration's rate
+    retune_rate: bool = True
+    learning_rates: RateGridConfig = RateGridConfig()
+    rate_seeds: Annotated[int, Field(ge=1, le=100)] = 1  # selection runs per rate (seeds of their own)
+    # epochs of a selection run; null: ablate.epochs
+    rate_epochs: Annotated[int, Field(ge=1, le=10000)] | None = 10
     # per run; null: train.epochs (the final training budget)
     epochs: Annotated[int, Field(ge=1, le=10000)] | None = 8
     # A variant is called better or worse only when the paired test says so *and* its mean effect
@@ -344,6 +389,16 @@ class AblateConfig(Section):
                 raise ValueError(f"{short_repr(name)}: expected a non-empty mapping of search_space keys to values")
             checked[str(name)] = {key: _search_space_value(key, item) for key, item in changes.items()}
         return checked
+
+    @model_validator(mode="after")
+    def _budget_and_nuisance(self) -> AblateConfig:
+        if self.max_seeds < self.seeds:
+            raise ValueError(f"max_seeds ({self.max_seeds}) is below seeds ({self.seeds}); allowed: max_seeds >= seeds")
+        named = "learning_rate" in self.dimensions or any("learning_rate" in c for c in self.baselines.values())
+        if self.retune_rate and named:
+            raise ValueError("learning_rate is re-tuned for every variant (retune_rate: true), so it cannot be an "
+                             "ablated dimension or a baseline's change; allowed: remove it, or retune_rate: false")
+        return self
 
 
 class MlflowConfig(Section):

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.config import load_params, parse_params
-from pipeline.errors import ConfigError
-from pipeline.evaluation.ablation_stats import (
+from pipeline.ablation.stats import (
     ablation_verdicts,
     choice_verdict,
     effects,
@@ -19,8 +17,10 @@ from pipeline.evaluation.ablation_stats import (
     paired_difference,
     verdict_id,
 )
+from pipeline.config import load_params, parse_params
+from pipeline.errors import ConfigError
 from pipeline.hparams import Choice, Fixed, HParam
-from pipeline.report.verdicts import ABLATION, AT_CHANCE, NO_CLEAR_DIFFERENCE, WINNER
+from pipeline.verdicts import ABLATION, AT_CHANCE, NO_CLEAR_DIFFERENCE, WINNER
 from tests.conftest import copy_project, run_cli, write_params
 
 BEST = [0.97, 0.95, 0.99, 0.96]
@@ -107,22 +107,25 @@ def test_ablation_verdicts_answer_the_guides_questions() -> None:
     assert verdicts["optimizer"].kind == WINNER and verdicts["optimizer"].winner == "adam"
     assert verdicts["baseline.plain_sgd"].winner == "best configuration"
     assert verdicts["regularization_gap.dropout"].winner == "with dropout"
-    assert verdicts["hp.dropout"].kind == NO_CLEAR_DIFFERENCE
+    assert "hp.dropout" not in verdicts and "hp.init" not in verdicts  # one verdict per question
     assert all(v.evidence == ABLATION and v.unit == "runs" for v in verdicts.values())
     found = {(e["dimension"], e["value"]): e for e in effects(_runs(best_values, seeds), seeds, ["val_accuracy"], 0.02)}
     assert found[("optimizer", "sgd")]["clear"] and found[("optimizer", "sgd")]["val_accuracy"]["mean"] < -0.1
 
 
-def test_verdict_ids_match_the_reports() -> None:
-    from pipeline.report.questions import verdict_id as report_verdict_id
+def test_the_report_and_the_ablation_read_one_declaration_of_the_questions() -> None:
+    from pipeline import questions
+    from pipeline.report import questions as report_questions
 
-    for name in ("init", "optimizer", "architecture", "lr_schedule", "learning_rate", "dropout", "regularizer"):
-        assert verdict_id(name) == report_verdict_id(name)
+    assert report_questions.verdict_id is questions.verdict_id is verdict_id
+    assert not hasattr(report_questions, "OWN_QUESTION")
+    assert [verdict_id(n) for n in ("init", "optimizer", "lr_schedule", "dropout")] == [
+        "hp.init", "optimizer", "lr_schedule", "hp.dropout"]
 
 
 # ------------------------------------------------------------------ variants and configuration
 def test_variants_skip_the_best_configurations_own_values() -> None:
-    from pipeline.evaluation.ablation_plan import plan_variants
+    from pipeline.ablation.plan import plan_variants
 
     best = {"init": "he_normal", "optimizer": "sgd", "lr_schedule": "constant", "dropout": 0.0}
     variants, skipped = plan_variants(best, {"init": ["zeros", "he_normal"], "dropout": [0, 0.25],
@@ -136,7 +139,7 @@ def test_variants_skip_the_best_configurations_own_values() -> None:
 
 
 def test_work_is_shared_by_graph_and_duplicates_train_once() -> None:
-    from pipeline.evaluation import ablation_plan as plan
+    from pipeline.ablation import plan
 
     best = {"init": "he_normal", "optimizer": "nesterov", "lr_schedule": "constant", "dropout": 0.0}
     variants, _ = plan.plan_variants(best, {"init": ["zeros"], "optimizer": ["sgd"], "lr_schedule": ["cosine"],
@@ -199,9 +202,12 @@ def _best_hparams(project: Path) -> None:
 @pytest.mark.slow
 def test_tiny_ablation_runs_logs_nested_runs_and_the_report_cites_it(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
-    # ablate.epochs null (the shipped default): the final budget, train.epochs
+    # ablate.epochs null (the shipped default): the final budget, train.epochs; the smallest rate grid that
+    # still re-tunes (two rates for AdamW, the best configuration's optimizer), in-process (one TensorFlow start)
     write_params(project, data={"max_samples": 200}, train={"epochs": 2},
-                 ablate={"seeds": 2, "epochs": None, "dimensions": {"init": ["zeros"]}, "baselines": {}})
+                 ablate={"seeds": 2, "max_seeds": 2, "epochs": None, "rate_epochs": 1, "workers": 1,
+                         "learning_rates": {"adaptive": [0.003, 0.01], "sgd": [0.03]},
+                         "dimensions": {"init": ["zeros"]}, "baselines": {}})
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}", "TF_CPP_MIN_LOG_LEVEL": "2",
            "MPLBACKEND": "Agg"}
     assert run_cli(["preprocess"], cwd=project, env=env).returncode == 0
@@ -211,9 +217,16 @@ def test_tiny_ablation_runs_logs_nested_runs_and_the_report_cites_it(tmp_path: P
     assert result.returncode == 0, result.stderr[-2000:]
     out = project / "results" / "ablate"
     results = json.loads((out / "results.json").read_text())
-    assert results["epochs"] == 2
-    assert [(r["variant"], r["seed"]) for r in results["runs"]] == [("best", 42), ("best", 43), ("init=zeros", 42),
-                                                                     ("init=zeros", 43)]
+    assert results["epochs"] == 2 and results["rate_epochs"] == 1
+    selection = [(r["variant"], r["seed"]) for r in results["runs"] if r["phase"] == "rate"]
+    assert selection == [("best@lr=0.003", 100042), ("best@lr=0.01", 100042), ("init=zeros@lr=0.003", 100042),
+                         ("init=zeros@lr=0.01", 100042)]  # selection seeds are not verdict seeds
+    verdict_runs = [r for r in results["runs"] if r["phase"] == "verdict"]
+    assert [(r["variant"], r["seed"]) for r in verdict_runs] == [("best", 42), ("best", 43), ("init=zeros", 42),
+                                                                 ("init=zeros", 43)]
+    for run in verdict_runs:  # each side at the rate its own selection runs chose
+        assert run["learning_rate"] == results["rates"][run["variant"]]["rate"] in (0.003, 0.01)
+    assert results["effects"][0]["rates"]["retuned"] and results["effects"][0]["val_accuracy"]["n"] == 2
     assert (out / "effects.png").stat().st_size > 1000
     verdicts = {v["question"]: v for v in json.loads((out / "verdicts.json").read_text())["verdicts"]}
     assert verdicts["zero_init"]["kind"] == AT_CHANCE and verdicts["zero_init"]["evidence"] == ABLATION
@@ -226,14 +239,17 @@ def test_tiny_ablation_runs_logs_nested_runs_and_the_report_cites_it(tmp_path: P
     assert parent.data.tags["run_type"] == "ablation" and parent.data.params["seeds"] == "42,43"
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert sorted((c.data.params["dimension"], c.data.params["value"], c.data.params["seed"]) for c in children) == [
+    assert sorted((c.data.params["dimension"], c.data.params["value"], c.data.params["seed"]) for c in children
+                  if c.data.params["seed"] in ("42", "43")) == [
         ("(best)", "(best)", "42"), ("(best)", "(best)", "43"), ("init", "zeros", "42"), ("init", "zeros", "43")]
+    assert len(children) == 8  # and the 4 selection runs
     assert all(c.info.status == "FINISHED" and "val_accuracy" in c.data.metrics for c in children)
     assert {c.data.tags["ablation_dimension"] for c in children} == {"(best)", "init"}
 
     assert run_cli(["report"], cwd=project, env=env).returncode == 0
     report = (project / "results" / "report" / "report.md").read_text()
     assert "Controlled ablation" in report and "ablation evidence" in report
+    assert "learning rate is a nuisance hyperparameter" in report and "95% CI" in report
     html = (project / "results" / "report" / "report.html").read_text()
     assert 'alt="ablation: effect of each change' in html and "data:image/png;base64," in html
     assert (project / "results" / "report" / "figures" / "ablation_effects.png").is_file()
@@ -264,7 +280,7 @@ def test_a_reused_model_trains_exactly_like_a_fresh_one() -> None:
     """Runs share models (per variant, and across variants of the same graph) only to save tracing."""
     from sklearn.datasets import load_digits
 
-    from pipeline.evaluation.ablation import Splits, model_builder, plan_variants, run_ablation
+    from pipeline.ablation.runs import Splits, model_builder, plan_variants, run_ablation
 
     x, y = load_digits(return_X_y=True)
     x = ((x - 8.0) / 8.0).reshape(-1, 8, 8, 1).astype("float32")[:360]
@@ -288,7 +304,7 @@ def test_a_reused_model_trains_exactly_like_a_fresh_one() -> None:
 
 
 def test_the_report_leaves_out_the_ablation_of_another_best_configuration(tmp_path: Path) -> None:
-    from pipeline.report.ablation import section
+    from pipeline.ablation.section import section
     from pipeline.report.render import Document, to_markdown
 
     results = tmp_path / "results.json"

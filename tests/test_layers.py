@@ -4,13 +4,15 @@ The layers (DESIGN.md), lowest first; a module may import from its own layer or 
 
     0 foundation   pipeline/__init__.py and every top-level module: config, hparams, errors, paths, ...
     1 libraries    pipeline/model, pipeline/data, pipeline/tracking
-    2 services     pipeline/tuning, pipeline/evaluation, pipeline/report
+    2 services     pipeline/tuning, pipeline/evaluation, pipeline/ablation, pipeline/report
     3 stages       pipeline/stages
     4 entry        pipeline/cli.py, pipeline/__main__.py, pipeline/devtools (developers' tools)
 
 Module-level imports must not form a cycle at all (a partly initialized module is one
 refactoring away from an ImportError). Lazy imports inside functions may close a loop within
-a layer, but must respect the layering like every other import.
+a layer, but must respect the layering like every other import. And no two folders (packages
+under pipeline/) import each other, by any kind of import: within a layer, dependencies between
+folders point one way too (the report reads the ablation's results, never the other way round).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pipeline.devtools import import_graph
 
 LAYERS: dict[str, int] = {
     "pipeline.model": 1, "pipeline.data": 1, "pipeline.tracking": 1,
-    "pipeline.tuning": 2, "pipeline.evaluation": 2, "pipeline.report": 2,
+    "pipeline.tuning": 2, "pipeline.evaluation": 2, "pipeline.ablation": 2, "pipeline.report": 2,
     "pipeline.stages": 3,
     "pipeline.cli": 4, "pipeline.__main__": 4, "pipeline.devtools": 4,
 }
@@ -89,6 +91,29 @@ def test_imports_point_down_the_layers() -> None:
                       stacklevel=1)
 
 
+def folder_of(module: str, modules: dict[str, Path]) -> str | None:
+    """``pipeline.<folder>`` for a module inside a sub-package (the package itself included), else None."""
+    parts = module.split(".")
+    is_package = modules[module].name == "__init__.py"
+    return ".".join(parts[:2]) if len(parts) > 2 or (len(parts) == 2 and is_package) else None
+
+
+def mutual_folders(root: Path = import_graph.REPO) -> list[tuple[str, str]]:
+    """Pairs of folders that import each other (any kind of import, either direction)."""
+    modules = import_graph.modules(root)
+    pairs = set()
+    for edge in import_graph.edges(root):
+        source, target = folder_of(edge.source, modules), folder_of(edge.target, modules)
+        if source and target and source != target:
+            pairs.add((source, target))
+    return sorted((a, b) for a, b in pairs if (b, a) in pairs and a < b)
+
+
+def test_no_two_folders_import_each_other() -> None:
+    found = mutual_folders()
+    assert not found, "folders that import each other: " + "; ".join(f"{a} <-> {b}" for a, b in found)
+
+
 @pytest.fixture
 def fake_project(tmp_path: Path) -> Path:
     """A tiny pipeline/ with one import of every kind, a lazy cycle and a module-level cycle."""
@@ -133,3 +158,5 @@ def test_the_graph_sees_every_kind_of_import(fake_project: Path) -> None:
     upward = {(e.target, e.kind) for e in violations(fake_project)}
     assert upward == {("pipeline.stages.run", "typing"), ("pipeline.stages.run", "function"),
                       ("pipeline.stages", "typing"), ("pipeline.stages", "function")}
+    # stages -> tuning (module) and tuning -> stages (typing, function): a mutual pair of folders
+    assert mutual_folders(fake_project) == [("pipeline.stages", "pipeline.tuning")]

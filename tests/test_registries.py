@@ -86,7 +86,7 @@ USE_SCHEDULE = """
     import numpy as np
 
     from pipeline.config import parse_params
-    from pipeline.evaluation.ablation_plan import GRAPH_FREE_KEYS
+    from pipeline.ablation.plan import GRAPH_FREE_KEYS
     from pipeline.model.hypermodel import CNNHyperModel
     from pipeline.report.conditions import is_active
     from tests.tune_fixtures import TINY_SPACE

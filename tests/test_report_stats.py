@@ -18,7 +18,7 @@ from pipeline.report.conditions import ACTIVE_WHEN, describe_condition, is_activ
 from pipeline.report.load import Trials, parent_map
 from pipeline.report.significance import budget_ranks, choice_verdict
 from pipeline.report.stats import INACTIVE, describe_dimensions, per_choice
-from pipeline.report.verdicts import (
+from pipeline.verdicts import (
     ABLATION,
     NO_CLEAR_DIFFERENCE,
     WINNER,

@@ -1,10 +1,10 @@
-"""Stratified train/validation/test split (scikit-learn), deterministic for a seed."""
+"""Stratified train/validation/test split (scikit-learn's, in numpy: ``stratified``), deterministic for a seed."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
+from pipeline.data.stratified import stratified_train_test_split
 from pipeline.errors import DataError
 
 
@@ -13,7 +13,7 @@ def stratified_subsample(y: np.ndarray, max_samples: int | None, seed: int) -> n
     indices = np.arange(len(y))
     if max_samples is None or max_samples >= len(y):
         return indices
-    kept, _ = train_test_split(indices, train_size=max_samples, stratify=y, random_state=seed)
+    kept, _ = stratified_train_test_split(indices, y, train_size=max_samples, seed=seed)
     return np.sort(kept)
 
 
@@ -35,8 +35,8 @@ def split_indices(y: np.ndarray, validation: float, test: float, seed: int,
     if len(y) - n_test - n_val < n_classes:
         raise DataError(f"{len(y)} images are too few to split into train/validation/test with {n_classes} classes")
     try:
-        rest, test_idx = train_test_split(indices, test_size=n_test, stratify=y, random_state=seed)
-        train_idx, val_idx = train_test_split(rest, test_size=n_val, stratify=y[rest], random_state=seed)
+        rest, test_idx = stratified_train_test_split(indices, y, test_size=n_test, seed=seed)
+        train_idx, val_idx = stratified_train_test_split(rest, y[rest], test_size=n_val, seed=seed)
     except ValueError as error:
         raise DataError(f"cannot split the data stratified by class: {error}") from None
     return {"train": np.sort(train_idx), "validation": np.sort(val_idx), "test": np.sort(test_idx)}

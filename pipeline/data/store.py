@@ -35,8 +35,19 @@ def _save_array(path: Path, array: np.ndarray) -> None:
         raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({error})", str(path)) from None
 
 
-def load_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` of one split: x float32 NHWC, normalized; y int32 class indices."""
+# Splits whose images take more than this are memory-mapped by ``load_split`` (unless told): training
+# streams them from the page cache (``pipeline.model.training``), which every process reading them
+# shares (trial processes, ablation workers), instead of holding a private copy each. The batches
+# are the same either way, so the choice changes memory and nothing else.
+STREAM_ABOVE_BYTES = 256 * 2**20
+
+
+def load_split(directory: str | Path, split: str, *, mmap: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of one split: x float32 NHWC, normalized; y int32 class indices.
+
+    ``mmap``: True leaves ``x`` a read-only memory map of its file (streamed, not loaded), False
+    loads it; None (the default) maps it when it is larger than ``STREAM_ABOVE_BYTES``.
+    """
     directory = Path(directory)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
@@ -49,7 +60,10 @@ def load_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
         raise DataError(f"{x_path}: {len(x) if x.ndim else 0} images but {y_path.name} has "
                         f"{len(y) if y.ndim == 1 else 'shape ' + str(y.shape)} labels; allowed: one label per image "
                         "(rerun `python -m pipeline preprocess`)")
-    return np.load(x_path, allow_pickle=False), np.load(y_path, allow_pickle=False)
+    if mmap is None:
+        mmap = x.nbytes > STREAM_ABOVE_BYTES
+    labels = np.load(y_path, allow_pickle=False)  # small: always in memory
+    return (x if mmap else np.load(x_path, allow_pickle=False)), labels
 
 
 def save_meta(directory: Path, meta: dict[str, Any]) -> None:

@@ -19,8 +19,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from pipeline.model.deadline import StopAtDeadline
 from pipeline.model.training import fit_model, load_training_state
 from pipeline.objective import direction_of, shortfall
+from pipeline.time_budget import TimeBudget
 
 # KerasTuner's best-epoch weights in each trial folder (tuner_utils.SaveBestEpoch).
 TRIAL_CHECKPOINT_NAME = "checkpoint.weights.h5"
@@ -44,6 +46,7 @@ class Member:
     in_ensemble: bool = True
     seed: int = 0
     checked: bool = True  # compared with the search's score (its extra seeds are not: member_plan)
+    stopped_by_budget: bool = False  # train.time_budget ended its training before its last epoch
     model: keras.Model | None = field(default=None, repr=False)
 
     def fell_short(self, tolerance: float) -> bool:
@@ -54,7 +57,7 @@ class Member:
         return {"trial_id": self.trial_id, "search_score": self.search_score,
                 "retrained_score": self.retrained_score, "score": self.score, "source": self.source,
                 "shortfall": round(self.shortfall, 6), "epochs_run": self.epochs_run,
-                "in_ensemble": self.in_ensemble, "seed": self.seed}
+                "in_ensemble": self.in_ensemble, "seed": self.seed, "stopped_by_budget": self.stopped_by_budget}
 
 
 def member_plan(candidates: list[dict[str, Any]], configurations: int, seeds: int,
@@ -89,11 +92,13 @@ Builder = Callable[[dict[str, Any], int], keras.Model]  # (values, seed) -> a co
 
 def train_member(index: int, candidate: dict[str, Any], build: Builder,
                  data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, epochs: int, patience: int | None,
-                 objective: str, seed: int, tolerance: float, on_epoch: EpochHook | None = None) -> Member:
+                 objective: str, seed: int, tolerance: float, on_epoch: EpochHook | None = None,
+                 budget: TimeBudget | None = None) -> Member:
     """Retrain one configuration; fall back to its trial checkpoint when the retrained model falls short.
 
     ``candidate`` may carry its own ``seed`` (weights, data order, dropout) and ``check: false``
-    for an extra seed of a configuration already checked against the search.
+    for an extra seed of a configuration already checked against the search. A spent ``budget``
+    ends the training at the next epoch end (the model as it is then).
     """
     x, y, x_val, y_val = data
     values = candidate["values"]
@@ -104,13 +109,17 @@ def train_member(index: int, candidate: dict[str, Any], build: Builder,
     if patience is not None:
         callbacks.insert(0, keras.callbacks.EarlyStopping(monitor=objective, mode=direction_of(objective),
                                                           patience=patience, restore_best_weights=True))
+    deadline = StopAtDeadline(budget, f"model {index + 1}") if budget is not None and budget.limited else None
+    if deadline is not None:
+        callbacks.append(deadline)
     fit_model(model, values, x, y, validation_data=(x_val, y_val), epochs=epochs, seed=seed, callbacks=callbacks)
     retrained = validation_score(model, x_val, y_val, objective)
     promised = float(candidate["score"])
     gap = shortfall(retrained, promised, objective)
     member = Member(index=index, trial_id=str(candidate["trial_id"]), values=values, search_score=promised,
                     retrained_score=retrained, score=retrained, source=RETRAINED, shortfall=gap, epochs_run=len(rows),
-                    history=rows, model=model, seed=seed, checked=bool(candidate.get("check", True)))
+                    history=rows, model=model, seed=seed, checked=bool(candidate.get("check", True)),
+                    stopped_by_budget=deadline is not None and deadline.stopped_at is not None)
     if member.fell_short(tolerance):
         checkpoint = Path(candidate.get("trial_dir") or "") / TRIAL_CHECKPOINT_NAME
         if checkpoint.is_file():
@@ -140,18 +149,26 @@ class FinalModel:
     members: list[Member]
     score: float  # the kept model's validation score (the ensemble's when several)
     objective: str
+    planned: int = 0  # members planned; more than ``len(members)`` when the time budget ran out first
 
 
 def train_final(candidates: list[dict[str, Any]], build: Builder,
                 data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, epochs: int, patience: int | None,
                 objective: str, seed: int, tolerance: float, margin: float = 1.0, on_epoch: EpochHook | None = None,
-                on_member: Callable[[Member], None] | None = None) -> FinalModel:
-    """Retrain every candidate (best first) and average those within ``margin`` of the best member."""
+                on_member: Callable[[Member], None] | None = None, budget: TimeBudget | None = None) -> FinalModel:
+    """Retrain every candidate (best first) and average those within ``margin`` of the best member.
+
+    With a ``budget``: once it is spent the member training ends at its next epoch end and no other
+    starts (the first member always trains, so there is a model); ``planned`` tells how many were due.
+    """
     members = []
     for index, candidate in enumerate(candidates):
+        if members and budget is not None and budget.is_spent():
+            budget.stop(f"{len(candidates) - index} model(s) not started")
+            break
         keras.utils.set_random_seed(seed)
         member = train_member(index, candidate, build, data, epochs=epochs, patience=patience, objective=objective,
-                              seed=seed, tolerance=tolerance, on_epoch=on_epoch)
+                              seed=seed, tolerance=tolerance, on_epoch=on_epoch, budget=budget)
         members.append(member)
         if on_member is not None:
             on_member(member)
@@ -162,4 +179,4 @@ def train_final(candidates: list[dict[str, Any]], build: Builder,
     kept = [m for m in members if m.in_ensemble]
     model = average_ensemble([m.model for m in kept], data[0].shape[1:])
     score = kept[0].score if len(kept) == 1 else validation_score(model, data[2], data[3], objective)
-    return FinalModel(model, members, score, objective)
+    return FinalModel(model, members, score, objective, planned=len(candidates))

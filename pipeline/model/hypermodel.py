@@ -6,6 +6,7 @@ from typing import Any
 
 import keras
 import keras_tuner
+import numpy as np
 
 from pipeline.config import SearchSpaceConfig
 from pipeline.model.architectures import build_network
@@ -13,9 +14,15 @@ from pipeline.model.losses import build_loss
 from pipeline.model.optimizers import build_optimizer
 from pipeline.model.schedules import learning_rate_at
 from pipeline.model.space import declare_hyperparameters, hyperparameters_from_values
-from pipeline.model.training import fit_model
+from pipeline.model.training import fit_model, subsample_rows
 
-__all__ = ["CNNHyperModel", "declare_hyperparameters", "hyperparameters_from_values", "hypermodel_from_meta"]
+__all__ = ["CNNHyperModel", "declare_hyperparameters", "hyperparameters_from_values", "hypermodel_from_meta",
+           "resolve_fidelity"]
+
+FIDELITIES = ("epochs", "data")
+# From this many training images, ``auto`` picks data fidelity: an epoch of MNIST's 60,000 took
+# minutes on 2 cores (issue 25), so the first rungs at full data cost what a small search does.
+DATA_FIDELITY_MIN_IMAGES = 20_000
 
 
 class CNNHyperModel(keras_tuner.HyperModel):
@@ -29,13 +36,16 @@ class CNNHyperModel(keras_tuner.HyperModel):
     """
 
     def __init__(self, space: SearchSpaceConfig, input_shape: tuple[int, ...], num_classes: int,
-                 seed: int = 42, total_epochs: int | None = None, **kwargs: Any) -> None:
+                 seed: int = 42, total_epochs: int | None = None, fidelity: str = "epochs", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if fidelity not in FIDELITIES:
+            raise ValueError(f"fidelity {fidelity!r}; allowed: {', '.join(FIDELITIES)}")
         self.space = space
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_classes = int(num_classes)
         self.seed = int(seed)
         self.total_epochs = total_epochs
+        self.fidelity = fidelity
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         values = declare_hyperparameters(self.space, hp)
@@ -57,13 +67,43 @@ class CNNHyperModel(keras_tuner.HyperModel):
         for ignored in ("batch_size", "shuffle", "validation_batch_size", "steps_per_epoch"):
             kwargs.pop(ignored, None)
         values = declare_hyperparameters(self.space, hp)
+        rows = self.fidelity_rows(len(x), epochs, int(values["batch_size"]))
+        if rows is not None:  # a copy of the subsample only (from a memory map: those rows read)
+            x, y = x[rows], y[rows]
         return fit_model(model, values, x, y, validation_data=validation_data, epochs=epochs,
                          initial_epoch=initial_epoch, seed=self.seed, total_epochs=self.total_epochs,
                          callbacks=callbacks, verbose=int(kwargs.pop("verbose", 0)))
 
+    def fidelity_rows(self, n: int, epochs: int, batch_size: int) -> np.ndarray | None:
+        """The training rows a fit to ``epochs`` uses under data fidelity; None: all of them.
+
+        Hyperband fits a rung to ``tuner/epochs`` of ``total_epochs`` (its ``max_epochs``); with
+        ``fidelity="data"`` that fraction of the epochs also trains on that fraction of the data
+        (``subsample_rows``), validation always on all of it so that rungs compare. The last rung,
+        a final retraining and any other fit to ``total_epochs`` or more use every row.
+        """
+        if self.fidelity != "data" or not self.total_epochs or epochs >= self.total_epochs:
+            return None
+        return subsample_rows(n, epochs, self.total_epochs, self.seed, minimum=batch_size)
+
+
+def resolve_fidelity(fidelity: str, train_images: int) -> str:
+    """``auto``: data fidelity from ``DATA_FIDELITY_MIN_IMAGES`` training images (where epochs cost minutes)."""
+    if fidelity == "auto":
+        return "data" if train_images >= DATA_FIDELITY_MIN_IMAGES else "epochs"
+    if fidelity not in FIDELITIES:
+        raise ValueError(f"fidelity {fidelity!r}; allowed: auto, {', '.join(FIDELITIES)}")
+    return fidelity
+
 
 def hypermodel_from_meta(space: SearchSpaceConfig, meta: dict[str, Any], *, seed: int,
-                         total_epochs: int | None) -> CNNHyperModel:
-    """The one factory: the hypermodel for the data ``meta.json`` describes (search, workers, train, ablation)."""
+                         total_epochs: int | None, fidelity: str = "epochs") -> CNNHyperModel:
+    """The one factory: the hypermodel for the data ``meta.json`` describes (search, workers, train, ablation).
+
+    ``fidelity``: ``epochs`` (Hyperband's rungs differ in epochs only), ``data`` (also in the
+    fraction of the training set, see ``CNNHyperModel.fidelity_rows``) or ``auto`` (by the
+    training set's size, ``resolve_fidelity``).
+    """
     return CNNHyperModel(space=space, input_shape=tuple(meta["input_shape"]), num_classes=int(meta["num_classes"]),
-                         seed=seed, total_epochs=total_epochs)
+                         seed=seed, total_epochs=total_epochs,
+                         fidelity=resolve_fidelity(fidelity, int(meta.get("sizes", {}).get("train", 0))))

@@ -29,25 +29,80 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
+# Entropy of the data-fidelity subsample's permutation, apart from the epoch orders' (seed, epoch).
+SUBSAMPLE_STREAM = 0x5AB5
+
+
+def subsample_rows(n: int, budget: int, full_budget: int, seed: int, minimum: int = 1) -> np.ndarray:
+    """Sorted rows of the training subsample a Hyperband rung of ``budget`` (of ``full_budget``) epochs trains on.
+
+    Data fidelity: a rung with a fraction ``budget / full_budget`` of the epochs also sees that
+    fraction of the training set (at least ``minimum`` rows), so the first rungs cost a sliver of
+    a full trial. The rows are the first of one permutation fixed by ``seed``: a larger budget's
+    subsample contains every smaller one's, so a continued trial goes on with the data it has seen.
+    """
+    count = min(n, max(int(minimum), -(-n * int(budget) // int(full_budget))))  # ceil, in integers
+    order = np.random.default_rng([int(seed), SUBSAMPLE_STREAM]).permutation(n)
+    return np.sort(order[:count])  # sorted: contiguous reads from memmaps
+
+
+# Batches read per Python step of the input pipeline: one gather and one tensor conversion for 16
+# batches, split into batches inside tf.data (C++). Per batch, the Python generator cost about
+# half of what Keras' own array adapter does (bench/streaming_throughput.py).
+CHUNK_BATCHES = 16
+
+
 def epoch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, initial_epoch: int,
                   epochs: int) -> Any:
     """A ``tf.data.Dataset`` of the batches of epochs ``initial_epoch .. epochs - 1``, in that order.
 
     Batches never span two epochs (the last one of an epoch may be short), so Keras, given
-    ``steps_per_epoch``, ends each epoch exactly where the order of the next one begins.
+    ``steps_per_epoch``, ends each epoch exactly where the order of the next one begins. ``x``
+    may be a memory map: only ``CHUNK_BATCHES`` batches of it are read at a time.
+    """
+    import tensorflow as tf
+
+    chunk = batch_size * CHUNK_BATCHES
+
+    def chunks() -> Any:
+        for epoch in range(initial_epoch, epochs):
+            order = epoch_order(len(x), seed, epoch)
+            for start in range(0, len(x), chunk):
+                stop = min(start + chunk, len(x))
+                # each batch's rows sorted (contiguous reads from memmaps); chunks end on batch boundaries
+                index = np.concatenate([np.sort(order[b:min(b + batch_size, stop)])
+                                        for b in range(start, stop, batch_size)])
+                yield np.asarray(x[index]), np.asarray(y[index])
+
+    signature = (tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)),
+                 tf.TensorSpec((None, *y.shape[1:]), tf.as_dtype(y.dtype)))
+    dataset = tf.data.Dataset.from_generator(chunks, output_signature=signature)
+    dataset = dataset.flat_map(lambda xs, ys: tf.data.Dataset.from_tensor_slices((xs, ys)).batch(batch_size))
+    return dataset.prefetch(2)
+
+
+def is_streamed(x: Any) -> bool:
+    """Whether ``x`` is a memory map (``load_split(..., mmap=True)``): read batch by batch, never copied whole."""
+    return isinstance(x, np.memmap)
+
+
+def sequential_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
+    """A ``tf.data.Dataset`` of ``x, y`` in order, ``batch_size`` rows at a time (the last may be short).
+
+    The batches Keras makes of in-memory validation arrays, read from a memory map one at a time:
+    given arrays, Keras would first copy all of them into one tensor.
     """
     import tensorflow as tf
 
     def batches() -> Any:
-        for epoch in range(initial_epoch, epochs):
-            order = epoch_order(len(x), seed, epoch)
-            for start in range(0, len(x), batch_size):
-                index = np.sort(order[start:start + batch_size])  # sorted: contiguous reads from memmaps
-                yield x[index], y[index]
+        for start in range(0, len(x), batch_size):
+            yield np.asarray(x[start:start + batch_size]), np.asarray(y[start:start + batch_size])
 
     signature = (tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)),
                  tf.TensorSpec((None, *y.shape[1:]), tf.as_dtype(y.dtype)))
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # A known length: Keras otherwise learns it by running out of data, with a warning each fit.
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(len(x), batch_size))).prefetch(2)
 
 
 class EpochSeeds(keras.callbacks.Callback):
@@ -79,6 +134,10 @@ def fit_model(model: keras.Model, values: dict[str, Any], x: np.ndarray, y: np.n
               callbacks: list[keras.callbacks.Callback] | None = None, verbose: int = 0) -> keras.callbacks.History:
     """Train ``model`` (compiled) from ``initial_epoch`` to ``epochs`` with the trial's batch size and schedule.
 
+    ``x`` may be in memory or a memory map (``load_split(..., mmap=True)``): the training batches
+    are read from it batch by batch either way, the same rows in the same order for a seed, so a
+    streamed run trains exactly as an in-memory one; memory-mapped validation data is streamed too.
+
     ``total_epochs`` is the horizon of the annealing schedules (default ``epochs``). The
     schedule callback runs before the given ``callbacks``, so they find
     ``logs["learning_rate"]`` in every epoch's logs.
@@ -88,6 +147,8 @@ def fit_model(model: keras.Model, values: dict[str, Any], x: np.ndarray, y: np.n
     schedule = ScheduleCallback(values, total_epochs=total_epochs or epochs, steps_per_epoch=steps)
     data = epoch_batches(x, y, batch_size, seed, initial_epoch, epochs)
     build_training_state(model, x, y)
+    if validation_data is not None and is_streamed(validation_data[0]):
+        validation_data = sequential_batches(*validation_data[:2], VALIDATION_BATCH_SIZE)
     # shuffle=False: the dataset already holds each epoch's seeded order.
     return model.fit(data, steps_per_epoch=steps, validation_data=validation_data, shuffle=False,
                      validation_batch_size=VALIDATION_BATCH_SIZE, epochs=epochs, initial_epoch=initial_epoch,

@@ -1,8 +1,9 @@
 """The report stage's library: turn the search's trials into answers to the guide's questions.
 
 No TensorFlow and no MLflow here (``pipeline.tracking.report_artifacts`` logs the result).
-``Inputs`` and ``build_report`` load lazily, so that ``pipeline.report.conditions`` and
-``pipeline.report.verdicts`` stay cheap to import for other stages (no pandas, no matplotlib).
+``Inputs`` and ``build_report`` load lazily, so that ``pipeline.report.conditions`` stays cheap to
+import for other stages (no pandas, no matplotlib). The verdict records are ``pipeline.verdicts``;
+the ablation's own section is ``pipeline.ablation.section``.
 """
 
 from __future__ import annotations

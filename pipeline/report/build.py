@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.report import ablation, search_gain, sections
+from pipeline.ablation import section as ablation_section
+from pipeline.report import search_gain, sections
 from pipeline.report.chains import BUDGET, collapse, continued
 from pipeline.report.claims import answer_all
 from pipeline.report.importance import rank
@@ -18,7 +19,7 @@ from pipeline.report.load import load_history, load_json, load_trials, num_class
 from pipeline.report.questions import Context, dimension_verdict, verdict_id
 from pipeline.report.render import Document, write
 from pipeline.report.stats import describe_dimensions, fixed_value
-from pipeline.report.verdicts import WINNER, Verdict, merge, read_verdicts, write_verdicts
+from pipeline.verdicts import WINNER, Verdict, merge, read_verdicts, write_verdicts
 
 VERDICTS_FILE = "verdicts.json"
 OUTPUT_NAMES = ("report.md", "report.html", "summary.json", VERDICTS_FILE)
@@ -99,7 +100,7 @@ def build_report(space: Any, min_trials: int, top_trials: int, inputs: Inputs, o
     sections.answers(doc, findings, verdicts)
     sections.baselines(doc, inputs.evaluation)
     search_gain.write_section(doc, inputs.tune_metrics, inputs.train_run)
-    ablated = ablation.section(doc, inputs.ablation, out_dir / FIGURES, best)
+    ablated = ablation_section.section(doc, inputs.ablation, out_dir / FIGURES, best)
     importance = rank(chains, dims, bootstraps=bootstraps, seed=seed)
     sections.importance(doc, importance, out_dir)
     top = sections.top_configurations(doc, chains, dims, top_trials)

@@ -17,7 +17,7 @@ from pipeline.report.questions import (
     learning_rates,
     schedules,
 )
-from pipeline.report.verdicts import (
+from pipeline.verdicts import (
     ABOVE_CHANCE,
     AT_CHANCE,
     NOT_APPLICABLE,

@@ -15,11 +15,12 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.questions import verdict_id  # the questions are declared once, there (the ablation reads them too)
 from pipeline.report.chains import BUDGET, epochs_text
 from pipeline.report.load import Trials
 from pipeline.report.significance import GroupTest, choice_verdict
 from pipeline.report.stats import EXCLUDED, NOT_SET, Dimension, fixed_value, per_choice
-from pipeline.report.verdicts import (
+from pipeline.verdicts import (
     NOT_APPLICABLE,
     NOT_RECORDED,
     NOT_SEARCHED,
@@ -29,8 +30,6 @@ from pipeline.report.verdicts import (
 )
 
 RANK_NOTE = "mean within-budget rank, 1 = best at its budget, 0.5 = average"
-# Dimensions the guide asks about directly: one verdict id serves the question and the dimension's section.
-OWN_QUESTION = ("optimizer", "architecture", "lr_schedule", "learning_rate")
 
 
 @dataclass
@@ -166,11 +165,6 @@ def coverage(ctx: Context, dim: Dimension) -> list[str]:
     if never:
         tail.append(f"Never tried: {', '.join(never)}.")
     return tail
-
-
-def verdict_id(name: str) -> str:
-    """The verdict id of a dimension: its question's where the guide asks one, else ``hp.<name>``."""
-    return name if name in OWN_QUESTION else f"hp.{name}"
 
 
 def dimension_verdict(ctx: Context, dim: Dimension, key: str | None = None) -> tuple[Verdict, GroupTest | None]:

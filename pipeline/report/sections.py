@@ -15,7 +15,7 @@ from pipeline.report.questions import Context, Finding, describe_test, fmt, scop
 from pipeline.report.render import Document
 from pipeline.report.significance import GroupTest
 from pipeline.report.stats import EXCLUDED, Dimension, fixed_value, per_choice, value_label
-from pipeline.report.verdicts import ALPHA, SEARCH, Verdict
+from pipeline.verdicts import ALPHA, SEARCH, Verdict
 
 FIGURES = "figures"
 

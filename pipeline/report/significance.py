@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.report.chains import budget_text
-from pipeline.report.verdicts import ALPHA, NO_CLEAR_DIFFERENCE, NOT_ENOUGH_DATA, WINNER, Verdict
+from pipeline.verdicts import ALPHA, NO_CLEAR_DIFFERENCE, NOT_ENOUGH_DATA, WINNER, Verdict
 
 KRUSKAL = "Kruskal-Wallis"
 MANN_WHITNEY = "Mann-Whitney U"

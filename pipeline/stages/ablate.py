@@ -1,8 +1,9 @@
 """Stage ``ablate``: the best configuration against itself with one dimension changed, over matched seeds.
 
 Reads ``results/tune/best_hparams.json`` and ``data/processed``; trains the best configuration
-and every variant of ``ablate.dimensions`` for ``ablate.epochs`` with ``ablate.seeds`` seeds
-(``pipeline.evaluation.ablation``), each run a nested MLflow run under ``ablation-<time>``;
+and every variant of ``ablate.dimensions`` for ``ablate.epochs``, each at its own best learning
+rate, with ``ablate.seeds`` seeds and more where power needs them (``pipeline.ablation.experiment``),
+each run a nested MLflow run under ``ablation-<time>``;
 writes ``results/ablate/``: results.json (every run, every effect with its interval),
 verdicts.json (the report's evidence, ``evidence: "ablation"``) and effects.png.
 ``ablate.enabled: false`` writes the same files empty, and the report keeps the search's answers.
@@ -26,7 +27,7 @@ VERDICTS_FILE, FIGURE_FILE = paths.ABLATE_VERDICTS_FILE, paths.ABLATE_FIGURE
 
 
 def _write(out_dir: Path, results: dict[str, Any], verdicts: list[Any]) -> None:
-    from pipeline.report.verdicts import write_verdicts
+    from pipeline.verdicts import write_verdicts
 
     (out_dir / RESULTS_FILE.name).write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     write_verdicts(out_dir / VERDICTS_FILE.name, verdicts)
@@ -39,9 +40,9 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     best = read_best(config)
     epochs = config.epochs or params.train.epochs
 
+    from pipeline.ablation.experiment import run_experiment
+    from pipeline.ablation.plan import METRIC, plan_variants
     from pipeline.data.store import load_meta
-    from pipeline.evaluation.ablation_plan import METRIC, SCORE_COLUMNS, ablation_seeds, plan_variants
-    from pipeline.evaluation.ablation_stats import ablation_verdicts, effects
     from pipeline.tracking.ablation_run import AblationRun
     from pipeline.tracking.store import configure
 
@@ -51,44 +52,85 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
         print(f"warning: {paths.BEST_HPARAMS_FILE} comes from a search on other data (fingerprint {searched_on}, "
               f"now {meta['fingerprint']}); its best configuration is ablated on this data", file=sys.stderr)
     variants, skipped = plan_variants(best["values"], config.dimensions, config.baselines)
-    seeds = ablation_seeds(params.seed, config.seeds)
-    total = len(variants) * len(seeds)
     print(f"ablate: {len(variants) - 1} variant(s) of the best configuration (trial {best.get('trial_id')}) and "
-          f"itself, {len(seeds)} seeds, {epochs} epochs: {total} runs", flush=True)
+          f"itself, {config.seeds}-{config.max_seeds} seeds (power {config.power:g} for {config.min_effect:g}), "
+          f"{epochs} epochs" + (f"; each at its best learning rate of {_grids(config)} "
+                                f"({config.rate_seeds} selection seed(s), {config.rate_epochs or epochs} epochs)"
+                                if config.retune_rate else "; every run at the best configuration's learning rate"),
+          flush=True)
     for item in skipped:
         print(f"  skipped {item['dimension']}={item['value']}: {item['reason']}")
 
     tracking_uri = configure(params)
-    settings = {"seeds": ",".join(map(str, seeds)), "epochs": epochs, "min_effect": config.min_effect,
-                "metric": METRIC, "dimensions": json.dumps({k: list(v) for k, v in config.dimensions.items()}),
-                "baselines": json.dumps(config.baselines), "variants": len(variants) - 1, "workers": config.workers}
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"), "stage": "ablate",
             "data_fingerprint": meta.get("fingerprint")}
     started = time.monotonic()
-    with AblationRun(tracking_uri, params.mlflow.experiment, settings, tags,
-                     child_tags={"data_fingerprint": str(meta.get("fingerprint"))}) as mlflow_run:
-        runs = _train(params, variants, seeds, epochs, meta, mlflow_run, run_printer(total, METRIC))
-        found = effects(runs, seeds, (METRIC, *[c for c in SCORE_COLUMNS if c != METRIC]), config.min_effect)
-        verdicts = ablation_verdicts(runs, best["values"], seeds, meta["num_classes"], config.min_effect, METRIC,
-                                     config.baselines)
-        results = {
-            "enabled": True, "metric": METRIC, "seeds": seeds, "epochs": epochs, "min_effect": config.min_effect,
-            "num_classes": meta["num_classes"], "trial_id": best.get("trial_id"),
-            "search_run_id": best.get("search_run_id"), "best_values": best["values"],
-            "dimensions": {k: list(v) for k, v in config.dimensions.items()}, "baselines": config.baselines,
-            "skipped": skipped,
-            "effects": found, "runs": runs, "seconds": round(time.monotonic() - started, 1),
-            "mlflow": {"tracking_uri": tracking_uri, "experiment_id": mlflow_run.experiment_id,
-                       "run_id": mlflow_run.run_id, "run_name": mlflow_run.run_name},
-        }
+    with AblationRun(tracking_uri, params.mlflow.experiment, _settings(config, params.seed, epochs, len(variants)),
+                     tags, child_tags={"data_fingerprint": str(meta.get("fingerprint"))}) as mlflow_run:
+
+        def train(chosen: list[Any], seeds: Any, run_epochs: int, what: str) -> list[dict[str, Any]]:
+            total = sum(len(seeds.get(v.name, ())) if isinstance(seeds, dict) else len(seeds) for v in chosen)
+            print(f"ablate: {what}: {total} runs of {run_epochs} epochs", flush=True)
+            return _train(params, chosen, seeds, run_epochs, meta, mlflow_run, run_printer(total, METRIC))
+
+        outcome = run_experiment(variants, config, params.seed, epochs, train)
+        results, found, verdicts = _findings(config, best, meta, outcome, epochs)
+        results |= {"skipped": skipped, "seconds": round(time.monotonic() - started, 1),
+                    "mlflow": {"tracking_uri": tracking_uri, "experiment_id": mlflow_run.experiment_id,
+                               "run_id": mlflow_run.run_id, "run_name": mlflow_run.run_name}}
         _write_outputs(results, found, verdicts, config.min_effect)
         mlflow_run.finish(_summary(found, results["seconds"], METRIC),
                           {"verdicts": "; ".join(f"{v.question}: {v.label}" for v in verdicts)},
                           [RESULTS_FILE, VERDICTS_FILE, FIGURE_FILE])
     _print_findings(found, verdicts, METRIC)
-    print(f"ablate: {total} runs in {results['seconds']:.0f} s -> {ABLATE_DIR}/; MLflow run {mlflow_run.run_name} "
-          f"({mlflow_run.run_id})")
+    print(f"ablate: {len(outcome.runs)} runs in {results['seconds']:.0f} s -> {ABLATE_DIR}/; MLflow run "
+          f"{mlflow_run.run_name} ({mlflow_run.run_id})")
     return 0
+
+
+def _grids(config: Any) -> str:
+    """``adaptive 0.001/0.003/0.01, sgd 0.01/0.03/0.1``"""
+    return ", ".join(f"{name} {'/'.join(f'{r:g}' for r in grid)}"
+                     for name, grid in config.learning_rates.model_dump().items())
+
+
+def _settings(config: Any, seed: int, epochs: int, variants: int) -> dict[str, Any]:
+    """The ablation run's MLflow params."""
+    from pipeline.ablation.plan import ablation_seeds
+
+    return {"seeds": ",".join(map(str, ablation_seeds(seed, config.seeds))), "max_seeds": config.max_seeds,
+            "power": config.power, "seed": seed, "epochs": epochs, "min_effect": config.min_effect,
+            "metric": "val_accuracy",
+            "retune_rate": config.retune_rate, "learning_rates": json.dumps(config.learning_rates.model_dump()),
+            "rate_seeds": config.rate_seeds, "rate_epochs": config.rate_epochs or epochs,
+            "dimensions": json.dumps({k: list(v) for k, v in config.dimensions.items()}),
+            "baselines": json.dumps(config.baselines), "variants": variants - 1, "workers": config.workers}
+
+
+def _findings(config: Any, best: dict[str, Any], meta: dict[str, Any], outcome: Any,
+              epochs: int) -> tuple[dict[str, Any], list[Any], list[Any]]:
+    """results.json's body, the effects and the verdicts of an experiment's runs."""
+    from pipeline.ablation.plan import BEST_NAME, METRIC, SCORE_COLUMNS
+    from pipeline.ablation.stats import ablation_verdicts, effects
+
+    columns = (METRIC, *[c for c in SCORE_COLUMNS if c != METRIC])
+    found = effects(outcome.runs, None, columns, config.min_effect, outcome.rates)
+    verdicts = ablation_verdicts(outcome.runs, best["values"], None, meta["num_classes"], config.min_effect, METRIC,
+                                 config.baselines, outcome.rates)
+    results = {
+        # the best configuration's verdict seeds: every variant's are the first of them
+        "enabled": True, "metric": METRIC, "seeds": outcome.seeds.get(BEST_NAME, []),
+        "seeds_first": config.seeds,
+        "seeds_by_variant": outcome.seeds, "seeds_needed": outcome.needed, "max_seeds": config.max_seeds,
+        "power_target": config.power, "epochs": epochs, "min_effect": config.min_effect,
+        "retune_rate": config.retune_rate, "learning_rates": config.learning_rates.model_dump(),
+        "rate_seeds": config.rate_seeds, "rate_epochs": config.rate_epochs or epochs, "rates": outcome.rates,
+        "num_classes": meta["num_classes"], "trial_id": best.get("trial_id"),
+        "search_run_id": best.get("search_run_id"), "best_values": best["values"],
+        "dimensions": {k: list(v) for k, v in config.dimensions.items()}, "baselines": config.baselines,
+        "effects": found, "runs": outcome.runs,
+    }
+    return results, found, verdicts
 
 
 def _write_disabled() -> int:
@@ -133,14 +175,15 @@ def run_printer(total: int, metric: str) -> Any:
 
 
 def _write_outputs(results: dict[str, Any], found: list[Any], verdicts: list[Any], min_effect: float) -> None:
+    from pipeline.ablation.plot import effects_figure
     from pipeline.atomic import replace_dir_atomic
-    from pipeline.evaluation.ablation_plot import effects_figure
 
     with replace_dir_atomic(ABLATE_DIR) as out_dir:
         _write(out_dir, results, verdicts)
+        rates = ", each side at its best rate" if results["rates"] else ""
         effects_figure(found, results["metric"], results["best_values"], out_dir / FIGURE_FILE.name, min_effect,
-                       title=f"Ablation of trial {results['trial_id']}: {len(results['seeds'])} seeds x "
-                             f"{results['epochs']} epochs")
+                       title=f"Ablation of trial {results['trial_id']}: {len(results['seeds'])} seeds (at most) x "
+                             f"{results['epochs']} epochs{rates}")
 
 
 def _summary(found: list[Any], seconds: float, metric: str) -> dict[str, float]:
@@ -155,7 +198,7 @@ def _summary(found: list[Any], seconds: float, metric: str) -> dict[str, float]:
 
 
 def _print_findings(found: list[Any], verdicts: list[Any], metric: str) -> None:
-    from pipeline.evaluation.ablation_stats import describe
+    from pipeline.ablation.stats import describe
 
     for effect in found:
         print(f"  {effect['dimension']}={effect['value']}: {describe(effect[metric], metric)}"
@@ -168,13 +211,13 @@ def _train(params, variants: list[Any], seeds: list[int], epochs: int, meta: dic
            mlflow_run: Any, on_run: Any) -> list[dict[str, Any]]:
     """The runs, in ``ablate.workers`` worker processes or (1) in this one."""
     if params.ablate.workers > 1:
-        from pipeline.evaluation.ablation_workers import run_in_workers
+        from pipeline.ablation.workers import run_in_workers
 
         return run_in_workers(variants, seeds, epochs, workers=params.ablate.workers,
                               search_space=params.search_space.model_dump(mode="json"),
                               data_dir=str(paths.PROCESSED_DIR), tracking=mlflow_run.child_settings(), on_run=on_run)
+    from pipeline.ablation.runs import Splits, model_builder, run_ablation
     from pipeline.data.store import load_split
-    from pipeline.evaluation.ablation import Splits, model_builder, run_ablation
 
     data = Splits(*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"),
                   *load_split(paths.PROCESSED_DIR, "test"))

@@ -54,7 +54,7 @@ def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 
 
 def _ablation_evidence(best: dict[str, Any]) -> tuple[tuple[Path, ...], Path]:
     """The ablation's verdicts as evidence when they are the ablation of this search's best configuration."""
-    from pipeline.report.ablation import load_results, stale_reason
+    from pipeline.ablation.section import load_results, stale_reason
 
     results = load_results(RESULTS_FILE)
     if not results or not results.get("enabled"):

@@ -4,7 +4,9 @@ Reads ``results/tune/best_hparams.json``, retrains its best ``train.configuratio
 configuration(s) with ``train.seeds`` seeds for ``train.epochs`` (``pipeline.model.final``),
 warns when a retrained configuration falls short of the score the search reported, and
 saves their average as one model that takes raw pixels. Writes the per-epoch history for
-``dvc plots`` and the MLflow run's ids for evaluate/register.
+``dvc plots`` and the MLflow run's ids for evaluate/register. ``train.time_budget`` bounds the
+run's wall clock: the model training when it is spent stops at its next epoch end and no other
+starts; one line, the run's metrics and run.json's ``time_budget`` say so.
 """
 
 from __future__ import annotations
@@ -49,10 +51,14 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
+    from pipeline.time_budget import TimeBudget
+
+    budget = TimeBudget(params.train.time_budget, key="train.time_budget")  # from the stage's start
     best = read_best_hparams()
     meta, data = load_data(best)
     from pipeline.atomic import write_json_atomic
     from pipeline.model.final import member_plan, train_final
+    from pipeline.progress import Progress
     from pipeline.tracking.store import configure
     from pipeline.tracking.train_run import TrainRun
 
@@ -74,15 +80,17 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
             "data_fingerprint": meta.get("fingerprint"), "stage": "train",
             "ensemble_trials": ",".join(str(c["trial_id"]) for c in candidates)}
     train = params.train
+    progress = Progress(len(candidates) * train.epochs, "train epoch", budget=budget)
     with TrainRun(tracking_uri, best["values"], tags) as mlflow_run:
         final = train_final(candidates, build, data, epochs=train.epochs, patience=train.early_stopping_patience,
                             objective=objective, seed=params.seed, tolerance=train.reproduce_tolerance,
-                            margin=train.ensemble_margin,
-                            on_epoch=epoch_printer(mlflow_run, len(candidates), train.epochs),
-                            on_member=member_printer(objective, train.reproduce_tolerance))
+                            margin=train.ensemble_margin, budget=budget,
+                            on_epoch=epoch_printer(mlflow_run, len(candidates), train.epochs, progress),
+                            on_member=member_printer(objective, train.reproduce_tolerance, progress, train.epochs))
         averaged = log_summary(mlflow_run, final, best, objective, train)
         save_model(final, meta, mlflow_run)
-        record = train_record(mlflow_run, tracking_uri, best, objective, final, meta)
+        record = {**train_record(mlflow_run, tracking_uri, best, objective, final, meta),
+                  "time_budget": budget_report(budget, final, mlflow_run)}
     write_json_atomic(paths.TRAIN_RUN_FILE, json.loads(json.dumps(record, default=str)))
     print(f"trained {len(final.members)} model(s), averaged {averaged}: validation "
           f"{objective} {final.score:.4f}; saved {paths.MODEL_FILE}; "
@@ -127,20 +135,24 @@ def completer(params: Any) -> Any:
     return complete
 
 
-def epoch_printer(mlflow_run: Any, members: int, epochs: int) -> Any:
-    """A line per epoch of each member; the best configuration's curves are the run's (and dvc plots')."""
+def epoch_printer(mlflow_run: Any, members: int, epochs: int, progress: Any) -> Any:
+    """A ``pipeline.progress.Progress`` line per epoch of each member (done/total epochs, elapsed, ETA);
+    the best configuration's curves are the run's (and dvc plots')."""
     def on_epoch(index: int, epoch: int, logs: dict[str, float]) -> None:
         if index == 0:
             mlflow_run.log_epoch(epoch, logs)
-        print(f"member {index + 1}/{members} epoch {epoch + 1}/{epochs}: "
-              + "  ".join(f"{k} {logs[k]:.4f}" for k in HISTORY_COLUMNS[1:] if k in logs), flush=True)
+        progress.step(f"member {index + 1}/{members} epoch {epoch + 1}/{epochs}: "
+                      + "  ".join(f"{k} {logs[k]:.4f}" for k in HISTORY_COLUMNS[1:] if k in logs))
 
     return on_epoch
 
 
-def member_printer(objective: str, tolerance: float) -> Any:
-    """A line per retrained member; a warning when it falls short of the search's score."""
+def member_printer(objective: str, tolerance: float, progress: Any = None, epochs: int = 0) -> Any:
+    """A line per retrained member; a warning when it falls short of the search's score. A member that
+    stopped early (patience, budget) moves ``progress`` on to the next member's first epoch."""
     def on_member(member: Any) -> None:
+        if progress is not None:
+            progress.advance_to((member.index + 1) * epochs)
         print(f"member {member.index + 1}: trial {member.trial_id} retrained (seed {member.seed}) to {objective} "
               f"{member.retrained_score:.4f} (search: {member.search_score:.4f})", flush=True)
         if member.fell_short(tolerance):
@@ -170,6 +182,20 @@ def log_summary(mlflow_run: Any, final: Any, best: dict[str, Any], objective: st
         **({"short_of_search": ",".join(f"{m.trial_id}:{m.shortfall:.4f}" for m in short)} if short else {}),
     })
     return len(final.members) - len(left_out)
+
+
+def budget_report(budget: Any, final: Any, mlflow_run: Any) -> dict[str, Any]:
+    """The line saying the budget stopped training (when it did), its metrics on the run, and run.json's
+    ``time_budget``: budget and time spent in seconds, whether it stopped training, models trained of planned."""
+    trained, planned = len(final.members), final.planned or len(final.members)
+    if budget.stopped:
+        cut = [f"model {m.index + 1} stopped at epoch {m.epochs_run}" for m in final.members if m.stopped_by_budget]
+        print(f"{budget.describe()}: trained {trained} of {planned} model(s)"
+              f"{' (' + ', '.join(cut) + ')' if cut else ''}", flush=True)
+    metrics = budget.metrics()
+    mlflow_run.log_summary({**metrics, "models_trained": trained, "models_planned": planned})
+    return {"budget_s": budget.seconds, "spent_s": metrics["time_spent_s"], "stopped_by_budget": budget.stopped,
+            "models_trained": trained, "models_planned": planned}
 
 
 def save_model(final: Any, meta: dict[str, Any], mlflow_run: Any) -> None:

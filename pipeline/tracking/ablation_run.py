@@ -4,7 +4,7 @@ Children carry the full configuration as params (the same columns as the search'
 so the two line up in the runs table) plus ``dimension``, ``value`` and ``seed``, the changed
 dimension and value also as tags, and per-epoch metrics with step = epoch. The parent holds the
 ablation's settings, each variant's effect and interval, results.json and the figure.
-``ChildRuns`` implements ``pipeline.evaluation.ablation.AblationTracker``, in the stage's process or
+``ChildRuns`` implements ``pipeline.ablation.runs.AblationTracker``, in the stage's process or
 in a worker's.
 """
 
@@ -44,7 +44,7 @@ def _metrics(values: Mapping[str, Any], step: int = 0) -> list[Metric]:
 class ChildRuns:
     """The nested runs of ``parent_run_id``, one per variant and seed; usable from any process.
 
-    Implements ``pipeline.evaluation.ablation.AblationTracker``; worker processes open their own
+    Implements ``pipeline.ablation.runs.AblationTracker``; worker processes open their own
     with the parent's ids (``AblationRun.child_settings``).
     """
 
@@ -56,12 +56,13 @@ class ChildRuns:
         self._pending: dict[str, list[Metric]] = {}
 
     def start_run(self, variant: Any, seed: int) -> str:
-        """A child run for ``variant`` (``pipeline.evaluation.ablation_plan.Variant``) trained with ``seed``."""
+        """A child run for ``variant`` (``pipeline.ablation.plan.Variant``) trained with ``seed``."""
         dimension = variant.dimension or BEST
         value = BEST if variant.dimension is None else str(variant.value)
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, RUN_TYPE_TAG: "ablation_variant", **context_tags(),
                 **self.tags, "ablation_dimension": dimension, "ablation_value": value,
-                "ablation_role": "best" if variant.dimension is None else "variant", "seed": str(seed)}
+                "ablation_role": "best" if variant.dimension is None else "variant", "seed": str(seed),
+                "ablation_phase": getattr(variant, "phase", "verdict")}  # rate: a learning-rate selection run
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"{variant.name}-seed{seed}")
         _log_params(self.client, run.info.run_id, {**variant.values, "dimension": dimension, "value": value,
                                                     "seed": seed})

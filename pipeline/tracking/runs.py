@@ -68,8 +68,24 @@ class TrialRunLogger:
         self.client: Any = _tracking_client(tracking_uri)
         self.experiment_id, self.parent_run_id, self.search_hash = experiment_id, parent_run_id, search_hash
         self.tags = dict(tags or {})  # on every child run, e.g. {"worker": "tuner1"} in a distributed search
+        self._finished: dict[str, str] | None = None  # trial id -> its FINISHED run, read at the first trial
+        self._already_logged: set[str] = set()  # finished runs handed out again: nothing more is logged to them
+
+    def finished_trial_runs(self) -> dict[str, str]:
+        """trial id -> run id of the search's child runs that ended FINISHED (earlier sessions included)."""
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=50000,
+            filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{self.parent_run_id}' and attributes.status = 'FINISHED'")
+        return {run.data.tags["trial_id"]: run.info.run_id for run in runs if "trial_id" in run.data.tags}
 
     def start_trial(self, trial_id: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        if self._finished is None:
+            self._finished = self.finished_trial_runs()
+        if trial_id in self._finished:
+            # A trial this search already logged as finished, handed out again (a resume from a state
+            # saved before its end was): its run stays as it was, no second run for one trial.
+            self._already_logged.add(self._finished[trial_id])
+            return self._finished[trial_id]
         run_tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, RUN_TYPE_TAG: "trial",
                     SEARCH_HASH_TAG: self.search_hash, **context_tags(), **self.tags, **tags}
         run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=f"trial-{trial_id}")
@@ -80,14 +96,14 @@ class TrialRunLogger:
         return run_id
 
     def log_epoch(self, run_id: str | None, step: int, metrics: dict[str, float]) -> None:
-        if run_id is None:
+        if run_id is None or run_id in self._already_logged:
             return
         stamp = _now_ms()
         self.client.log_batch(run_id, metrics=[Metric(metric_key(k), float(v), stamp, step)
                                                for k, v in metrics.items()])
 
     def end_trial(self, run_id: str | None, status: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
-        if run_id is None:
+        if run_id is None or run_id in self._already_logged:
             return
         stamp = _now_ms()
         self.client.log_batch(run_id, metrics=[Metric(metric_key(k), float(v), stamp, 0) for k, v in metrics.items()],

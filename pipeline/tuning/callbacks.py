@@ -1,11 +1,12 @@
-"""Keras callbacks of a trial: per-epoch recording (one tracking call per epoch), a NaN guard and the
-best epoch's checkpoint written once."""
+"""Keras callbacks of a trial: per-epoch recording (one tracking call per epoch), a NaN guard, the
+best epoch's checkpoint written once, and the search's time budget."""
 
 from __future__ import annotations
 
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import keras_tuner as kt
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from pipeline.errors import TrackingError
+from pipeline.model.deadline import StopAtDeadline
+from pipeline.time_budget import TimeBudget
 from pipeline.tuning.records import EPOCH_METRICS, TrialRecord
 from pipeline.tuning.tracker import TrialTracker
 
@@ -141,3 +144,25 @@ def _saved_variables(model: Any) -> list[Any]:
     optimizer = getattr(model, "optimizer", None)
     extra = list(optimizer.variables) if optimizer is not None and optimizer.built else []
     return list(model.variables) + extra
+
+
+class TrialDeadline(StopAtDeadline):
+    """``StopAtDeadline`` for the trials of a search: a trial still running when ``tune.time_budget`` runs
+    out ends at its next epoch end and is scored on the epochs it reached (COMPLETED, as with early
+    stopping), so the search ends within about one epoch of its budget.
+
+    KerasTuner deep-copies the search's callbacks for every trial: each copy shares the budget (a
+    ``TimeBudget`` is never copied) and asks ``running_trial`` which trial it stops, for the note.
+    """
+
+    def __init__(self, budget: TimeBudget, running_trial: Callable[[], str | None]) -> None:
+        super().__init__(budget, "a trial")
+        self.running_trial = running_trial
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TrialDeadline:
+        return TrialDeadline(self.budget, self.running_trial)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        trial_id = self.running_trial()
+        self.name = f"trial {trial_id}" if trial_id else "a trial"
+        super().on_epoch_end(epoch, logs)

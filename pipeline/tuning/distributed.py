@@ -129,15 +129,19 @@ def run_distributed(params: Any, workers: int, role: str | None) -> int:
 
 def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, fingerprint: str,
                 train: tuple[Any, Any], address: str, connect: str, port: int) -> int:
-    from pipeline.tuning.search import add_wall_seconds, collect_records, ended_run_statuses
-    from pipeline.tuning.session import open_search_run, write_outputs
+    from pipeline.time_budget import TimeBudget
+    from pipeline.tuning.records import add_wall_seconds, collect_records, ended_run_statuses
+    from pipeline.tuning.session import BUDGET_START_ENV, open_search_run, write_outputs
+
+    budget = TimeBudget(params.tune.time_budget, key="tune.time_budget")  # from the command's start
 
     project_dir = Path(params.tune.directory) / f"search-{digest}"
     if not params.tune.resume and project_dir.exists():
         shutil.rmtree(project_dir)  # the chief and the workers always reload: start over here, once
     search_run = open_search_run(params, tracking_uri, digest, fingerprint, *train)
     tracker = search_run.trial_logger()
-    base = _base_env(params, digest, search_run.worker_environment(), port)
+    base = {**_base_env(params, digest, search_run.worker_environment(), port),
+            BUDGET_START_ENV: repr(budget.started)}  # the workers spend the launcher's budget, not their own
     chief = Child("chief", "chief", {**base, "KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": address,
                                      "CUDA_VISIBLE_DEVICES": ""})  # the chief trains nothing
     children = _worker_children(base, [f"tuner{k}" for k in range(workers)], connect)
@@ -149,7 +153,7 @@ def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, finge
         _wait_ready(chief, address, port)
         for child in children:
             child.start()
-        _supervise(children, chief, tracker)
+        _supervise(children, chief, tracker, budget)
     except TrackingError:
         for child in [*children, chief]:
             child.stop()
@@ -159,16 +163,20 @@ def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, finge
         for child in [*children, chief]:
             child.stop()
         add_wall_seconds(project_dir, time.perf_counter() - start)
-        tracker.close_leftover_runs({})
+        # A trial the chief had ended as its worker was stopped keeps the status it reached (not
+        # KILLED): it is not run again, so its run is the only one it gets.
+        tracker.close_leftover_runs(_ended_statuses(project_dir))
         interrupted = isinstance(error, KeyboardInterrupt)
         search_run.abort("KILLED" if interrupted else "FAILED",
                          "interrupted; rerun to resume" if interrupted else f"{type(error).__name__}: {error}")
         raise
     wall_seconds = add_wall_seconds(project_dir, time.perf_counter() - start)
+    if budget.is_spent():
+        budget.stop()  # the workers stopped on it (each printed how far it got)
     records = collect_records(saved_search(project_dir))
     tracker.close_leftover_runs(ended_run_statuses(records))
     write_outputs(params, records, wall_seconds, search_run, fingerprint=fingerprint, digest=digest,
-                  hp_names=list(type(params.search_space).model_fields), out_dir=paths.TUNE_DIR)
+                  hp_names=list(type(params.search_space).model_fields), out_dir=paths.TUNE_DIR, budget=budget)
     return 0
 
 
@@ -184,7 +192,10 @@ def _worker_host(params: Any, ids: list[str], tracking_uri: str, digest: str, co
     if search_run is None:
         raise PipelineError(f"no search run with search hash {digest} in {tracking_uri}: this host's params.yaml "
                             "or data/processed differ from the chief's, or it logs to another tracking store")
-    base = _base_env(params, digest, search_run.worker_environment(), port)
+    from pipeline.tuning.session import BUDGET_START_ENV
+
+    # this host's workers spend tune.time_budget from this launcher's start (hosts' clocks are their own)
+    base = {**_base_env(params, digest, search_run.worker_environment(), port), BUDGET_START_ENV: repr(time.time())}
     children = _worker_children(base, ids, connect)
     try:
         for child in children:
@@ -239,9 +250,11 @@ def _wait_ready(chief: Child, address: str, port: int) -> None:
 CHIEF_ENDED_GRACE = 30.0  # seconds the workers get to leave once the chief has ended the search
 
 
-def _supervise(children: list[Child], chief: Child | None, tracker: TrialTracker) -> None:
+def _supervise(children: list[Child], chief: Child | None, tracker: TrialTracker, budget: Any = None) -> None:
     """Wait for the workers; restart one that dies (its trial's run -> KILLED; the oracle hands the same
-    trial to the restarted worker); fail if the chief dies or a worker keeps dying."""
+    trial to the restarted worker); fail if the chief dies or a worker keeps dying. Once the workers have
+    left on a spent ``budget`` the chief is stopped at once: it would wait for workers to take the
+    trials left (its state is saved at every trial's end, so the resumed search continues there)."""
     done: set[str] = set()
     chief_ended_at: float | None = None
     while len(done) < len(children):
@@ -284,7 +297,9 @@ def _supervise(children: list[Child], chief: Child | None, tracker: TrialTracker
             print(f"[launcher] worker {child.name} exited ({how}); {closed} trial run(s) marked KILLED; "
                   f"restarting it ({child.restarts} of {MAX_RESTARTS}) to retry its trial", flush=True)
             child.start()
-    if chief is not None:
+    if chief is not None and budget is not None and budget.is_spent() and chief.poll() is None:
+        chief.stop()
+    elif chief is not None:
         try:
             chief.popen.wait(60)  # type: ignore[union-attr]
         except subprocess.TimeoutExpired:
@@ -293,6 +308,17 @@ def _supervise(children: list[Child], chief: Child | None, tracker: TrialTracker
 
 
 # --------------------------------------------------------------------------- helpers
+def _ended_statuses(project_dir: Path) -> dict[str, str]:
+    """run id -> the status its trial reached, from the tuner directory ({} if it cannot be read: the
+    error being reported matters more, and the resumed search closes the runs again)."""
+    from pipeline.tuning.records import collect_records, ended_run_statuses
+
+    try:
+        return ended_run_statuses(collect_records(saved_search(project_dir)))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
 def saved_search(project_dir: Path) -> Any:
     """What ``search.collect_records`` needs of a tuner, read from the shared tuner directory
     (``trial_*/trial.json`` as KerasTuner's oracle reloads them) without TensorFlow."""

@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 # Settings that change how a search runs, not what it searches.
-NOT_DEFINING = ("resume", "trials_per_process", "workers", "keras_verbose", "chief_address", "chief_port", "directory")
+NOT_DEFINING = ("resume", "trials_per_process", "workers", "keras_verbose", "chief_address", "chief_port", "directory",
+                "time_budget")
 
 
 def search_space_definition(search_space: Any) -> dict[str, Any]:

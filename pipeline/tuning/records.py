@@ -12,7 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_text_atomic
+from pipeline.tuning.tracker import FAILED, FINISHED, KILLED
+
 RECORD_NAME = "pipeline_trial.json"
+STATE_NAME = "pipeline_search.json"  # the search's own totals, next to the tuner state
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
@@ -73,3 +77,34 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return str(value)
+
+
+# Read by the search loop and by the distributed launcher, which must not load TensorFlow for them.
+def collect_records(tuner: Any) -> list[TrialRecord]:
+    """A record per trial the oracle knows, in trial-id order (trials without one: status only)."""
+    records = []
+    for trial_id in sorted(tuner.oracle.trials):
+        trial = tuner.oracle.trials[trial_id]
+        record = TrialRecord.load(tuner.get_trial_dir(trial_id)) or TrialRecord(trial_id=trial_id)
+        if trial.status == "COMPLETED":
+            record.status = FINISHED
+        elif trial.status == "FAILED":
+            record.status = FAILED
+        elif record.status == "RUNNING":
+            record.status = KILLED
+        records.append(record)
+    return records
+
+
+def ended_run_statuses(records: list[TrialRecord]) -> dict[str, str]:
+    """run id -> final status, for child runs a kill left RUNNING after their trial had ended."""
+    return {r.run_id: r.status for r in records if r.run_id and r.status in (FINISHED, FAILED)}
+
+
+def add_wall_seconds(project_dir: Path, seconds: float) -> float:
+    """Add this session's wall time to the search's total (kept next to the tuner state); return the total."""
+    state_path = Path(project_dir) / STATE_NAME
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {"wall_seconds": 0.0}
+    state["wall_seconds"] += seconds
+    write_text_atomic(state_path, json.dumps(state))
+    return state["wall_seconds"]

@@ -7,7 +7,6 @@ and writes the outputs; this module only runs KerasTuner and collects ``TrialRec
 from __future__ import annotations
 
 import gc
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +14,15 @@ from typing import Any
 
 import keras
 
-from pipeline.atomic import write_text_atomic
 from pipeline.errors import TrackingError
 from pipeline.objective import direction_of
-from pipeline.tuning.callbacks import TrackingLost
+from pipeline.time_budget import TimeBudget
+from pipeline.tuning.callbacks import TrackingLost, TrialDeadline
 from pipeline.tuning.progress import ProgressPrinter
-from pipeline.tuning.records import TrialRecord
+from pipeline.tuning.records import TrialRecord, add_wall_seconds, collect_records
 from pipeline.tuning.results import best_record
 from pipeline.tuning.tracker import FAILED, FINISHED, KILLED
 from pipeline.tuning.tuners import ProcessRecycle, TrackedTunerMixin, expected_trials
-
-STATE_NAME = "pipeline_search.json"
 
 
 @dataclass
@@ -34,65 +31,62 @@ class SearchResult:
     best: TrialRecord | None
     wall_seconds: float  # all sessions of this search together
     project_dir: Path
+    budget: TimeBudget | None = None  # this invocation's tune.time_budget: spent, and whether it stopped the search
 
 
-def collect_records(tuner: TrackedTunerMixin) -> list[TrialRecord]:
-    """A record per trial the oracle knows, in trial-id order (trials without one: status only)."""
-    records = []
-    for trial_id in sorted(tuner.oracle.trials):
-        trial = tuner.oracle.trials[trial_id]
-        record = TrialRecord.load(tuner.get_trial_dir(trial_id)) or TrialRecord(trial_id=trial_id)
-        if trial.status == "COMPLETED":
-            record.status = FINISHED
-        elif trial.status == "FAILED":
-            record.status = FAILED
-        elif record.status == "RUNNING":
-            record.status = KILLED
-        records.append(record)
-    return records
-
-
-def ended_run_statuses(records: list[TrialRecord]) -> dict[str, str]:
-    """run id -> final status, for child runs a kill left RUNNING after their trial had ended."""
-    return {r.run_id: r.status for r in records if r.run_id and r.status in (FINISHED, FAILED)}
+class BudgetSpent(Exception):  # noqa: N818 - a request, not an error
+    """Raised between trials, before the oracle is asked for another one, once tune.time_budget is spent."""
 
 
 def run_search(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, Any], *,
-               stream: Any = None) -> SearchResult:
-    """Run (or resume) the search to its end in this process; Ctrl-C / SIGTERM ends the running trial KILLED."""
+               stream: Any = None, budget: TimeBudget | None = None) -> SearchResult:
+    """Run (or resume) the search to its end, or to the end of ``budget`` (default: ``tune.time_budget``
+    from now), in this process; Ctrl-C / SIGTERM ends the running trial KILLED."""
     project_dir = Path(tuner.project_dir)
     previous = [r for r in collect_records(tuner) if r.status in (FINISHED, FAILED)]
     tuner.trials_left = max(expected_trials(tune) - len(previous), 0)  # no fresh process after the last trial
     start = time.perf_counter()
     try:
-        run_trials(tuner, tune, data, stream=stream)
+        budget = run_trials(tuner, tune, data, stream=stream, budget=budget)
     finally:
         wall_seconds = add_wall_seconds(project_dir, time.perf_counter() - start)
     records = collect_records(tuner)
-    return SearchResult(records, best_record(records, tune.objective), wall_seconds, project_dir)
+    return SearchResult(records, best_record(records, tune.objective), wall_seconds, project_dir, budget)
 
 
-def run_trials(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, Any], *, stream: Any = None) -> None:
-    """The search loop: trials until the oracle stops handing them out, in this process (``run_search``)
-    or in a distributed worker (``pipeline.tuning.worker``), with the same fault handling.
+def run_trials(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, Any], *, stream: Any = None,
+               budget: TimeBudget | None = None) -> TimeBudget:
+    """The search loop: trials until the oracle stops handing them out or ``budget`` (default:
+    ``tune.time_budget`` from now) is spent, in this process (``run_search``) or in a distributed
+    worker (``pipeline.tuning.worker``), with the same fault handling. Returns the budget, which
+    says whether it stopped the search.
 
     A tracking outage ends the running trial KILLED (KerasTuner retries it on resume) without
     calling the dead store, and is raised as one ``TrackingError`` line; Ctrl-C / SIGTERM ends it
-    KILLED; any other error ends it FAILED and is raised as is.
+    KILLED; any other error ends it FAILED and is raised as is. A spent budget ends the running
+    trial at its next epoch end (scored on what it reached) and starts no other.
     """
+    budget = budget or TimeBudget(tune.time_budget, key="tune.time_budget")
     tuner.on_trial_done = SearchProgress(Path(tuner.project_dir), expected_trials(tune), tune.objective,
-                                         stream=stream)
+                                         stream=stream, budget=budget)
     x, y, x_val, y_val = data
     callbacks = [keras.callbacks.EarlyStopping(monitor=tune.objective, mode=direction_of(tune.objective),
                                                patience=tune.early_stopping_patience)]
+    if budget.limited:
+        callbacks.append(TrialDeadline(budget, lambda: running_trial(tuner)))
+        tuner.pre_create_trial = stop_when_spent(tuner, budget)
     # Keras runs a full garbage collection before every trial; with TensorFlow's millions of
     # import-time objects moved out of its reach, each costs ~0.02 s instead of ~0.4 s.
     gc.freeze()
     try:
         tuner.search(x, y, validation_data=(x_val, y_val), epochs=tune.max_epochs, callbacks=callbacks,
                      verbose=1 if tune.keras_verbose else 0)
+    except BudgetSpent:
+        pass  # between trials, the oracle's state saved: a resumed search continues exactly here
     except ProcessRecycle:
-        raise  # no trial is running: nothing to close
+        if not budget.is_spent():
+            raise  # no trial is running: nothing to close
+        budget.stop()  # no fresh process (seconds of imports) only to find the budget spent
     except (TrackingError, TrackingLost) as error:
         # The store is gone: KILLED (not FAILED), so KerasTuner retries the trial on resume; the
         # record says so and the resumed search closes the trial's run.
@@ -106,15 +100,57 @@ def run_trials(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
         except TrackingError:
             pass  # the store failed too: the record says it, the resumed search closes the run
         raise
+    finally:
+        if budget.limited:
+            del tuner.pre_create_trial  # KerasTuner's own again
+    if budget.stopped:
+        print(budget_line(tuner, tune, budget), file=stream, flush=True)
+    return budget
+
+
+def stop_when_spent(tuner: TrackedTunerMixin, budget: TimeBudget) -> Any:
+    """KerasTuner's ``pre_create_trial`` hook (called before the oracle hands out a trial), raising
+    ``BudgetSpent`` once the budget is spent, unless the search is known to have no trial left.
+
+    Each invocation runs at least one trial (as Optuna's ``timeout``, checked after a trial): a budget
+    spent on start-up alone still moves the search forward, by one epoch at least.
+    """
+    ask = tuner.pre_create_trial
+
+    def pre_create_trial() -> None:
+        more_to_come = tuner.trials_left is None or tuner.trials_left > 0
+        if budget.is_spent() and more_to_come and tuner.trials_this_process > 0:
+            budget.stop()
+            raise BudgetSpent
+        ask()
+
+    return pre_create_trial
+
+
+def running_trial(tuner: TrackedTunerMixin) -> str | None:
+    """The id of the trial the tuner is training (its open record), for the budget's note."""
+    record = getattr(tuner, "_active", None)
+    return record.trial_id if record is not None else None
+
+
+def budget_line(tuner: TrackedTunerMixin, tune: Any, budget: TimeBudget) -> str:
+    """``time budget 0:02 (tune.time_budget) spent after 0:03: search stopped with 4 of ~13 trials done ...``."""
+    trials = getattr(tuner.oracle, "trials", None)  # a worker's OracleClient has none: its own count
+    done = (sum(t.status in ("COMPLETED", "FAILED", "INVALID") for t in trials.values()) if trials is not None
+            else tuner.trials_this_process)
+    cut = f" ({budget.what_stopped})" if budget.what_stopped else ""
+    return (f"{budget.describe()}: search stopped with {done} of ~{expected_trials(tune)} trials done{cut}; "
+            "rerun with tune.resume: true to continue it")
 
 
 class SearchProgress:
     """A ``ProgressPrinter`` line per trial over the whole search: the count and the best come from the
     trial records in the tuner directory, so earlier sessions and other workers' trials are included."""
 
-    def __init__(self, project_dir: Path, expected: int, objective: str, *, stream: Any = None) -> None:
+    def __init__(self, project_dir: Path, expected: int, objective: str, *, stream: Any = None,
+                 budget: TimeBudget | None = None) -> None:
         self.project_dir, self.objective = project_dir, objective
-        self.printer = ProgressPrinter(expected, direction_of(objective), stream=stream)
+        self.printer = ProgressPrinter(expected, direction_of(objective), stream=stream, budget=budget)
 
     def __call__(self, record: TrialRecord) -> None:
         others = [r for d in sorted(self.project_dir.glob("trial_*"))
@@ -124,12 +160,3 @@ class SearchProgress:
         self.printer.done = len(ended)
         self.printer.best = (best.trial_id, best.score) if best else None
         self.printer(record)
-
-
-def add_wall_seconds(project_dir: Path, seconds: float) -> float:
-    """Add this session's wall time to the search's total (kept next to the tuner state); return the total."""
-    state_path = Path(project_dir) / STATE_NAME
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"wall_seconds": 0.0}
-    state["wall_seconds"] += seconds
-    write_text_atomic(state_path, json.dumps(state))
-    return state["wall_seconds"]

@@ -22,16 +22,21 @@ TOP_CONFIGURATIONS = 5
 
 # Set for the fresh process that continues a search: the parent run it must end if it cannot start.
 CONTINUED_RUN_ENV = "PIPELINE_CONTINUED_SEARCH_RUN"
+# ... and when this invocation's tune.time_budget started (time.time()): a fresh process spends the same budget.
+BUDGET_START_ENV = "PIPELINE_SEARCH_BUDGET_START"
 
 
 def run_local(params: Any, *, trials_per_process: int = 0) -> Any:
     """The search in this process on ``data/processed``; None when it ended, or the ``ProcessRecycle``
     asking for a fresh process to continue it (``trials_per_process``; its search run left open)."""
     from pipeline.data.store import load_meta, load_split
+    from pipeline.time_budget import TimeBudget
     from pipeline.tracking.store import configure
-    from pipeline.tuning.tuners import ProcessRecycle
 
-    tracking_uri = configure(params)  # fails in seconds if the tracking server is down
+    started = os.environ.pop(BUDGET_START_ENV, None)  # the budget counts from the command's start
+    budget = TimeBudget(params.tune.time_budget, key="tune.time_budget", started=float(started) if started else None)
+    tracking_uri = configure(params)  # fails in seconds if the tracking server is down (before Keras loads)
+    from pipeline.tuning.tuners import ProcessRecycle  # Keras: tens of seconds of imports on a busy machine
     continued_run = os.environ.pop(CONTINUED_RUN_ENV, None)
     try:
         meta = load_meta(paths.PROCESSED_DIR)
@@ -46,8 +51,9 @@ def run_local(params: Any, *, trials_per_process: int = 0) -> Any:
         with sigterm_as_interrupt():
             tune(params, hypermodel_for(params, meta), data, meta["fingerprint"], tracking_uri=tracking_uri,
                  hp_names=list(type(params.search_space).model_fields), out_dir=paths.TUNE_DIR,
-                 trials_per_process=trials_per_process)
+                 trials_per_process=trials_per_process, budget=budget)
     except ProcessRecycle as recycle:
+        os.environ[BUDGET_START_ENV] = repr(budget.started)  # inherited by the process that continues
         return recycle
     return None
 
@@ -56,13 +62,16 @@ def hypermodel_for(params: Any, meta: dict[str, Any]) -> Any:
     """The search's hypermodel: every trial anneals over ``tune.max_epochs`` whatever its round."""
     from pipeline.model.hypermodel import hypermodel_from_meta
 
-    return hypermodel_from_meta(params.search_space, meta, seed=params.seed, total_epochs=params.tune.max_epochs)
+    return hypermodel_from_meta(params.search_space, meta, seed=params.seed, total_epochs=params.tune.max_epochs,
+                                fidelity=params.tune.fidelity)
 
 
 def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerprint: str, *,
          tracking_uri: str | None, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR,
-         trials_per_process: int = 0) -> dict[str, Any]:
+         trials_per_process: int = 0, budget: Any = None) -> dict[str, Any]:
     """Run or resume the search, log it to MLflow (``tracking_uri`` None: no tracking), write the outputs.
+
+    ``budget``: a ``pipeline.time_budget.TimeBudget`` (default: ``tune.time_budget`` from the search's start).
 
     With ``trials_per_process`` > 0 it raises ``ProcessRecycle`` after that many trials (the
     search run stays open); the caller starts a new process, which resumes the search.
@@ -71,7 +80,8 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
 
     from pipeline.atomic import require_writable_folder
     from pipeline.tuning.identity import search_hash
-    from pipeline.tuning.search import collect_records, ended_run_statuses, run_search
+    from pipeline.tuning.records import collect_records, ended_run_statuses
+    from pipeline.tuning.search import run_search
     from pipeline.tuning.tracker import NullTracker, TrialTracker
     from pipeline.tuning.tuners import ProcessRecycle, make_tuner
 
@@ -92,7 +102,7 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
             tracker.close_leftover_runs(ended_run_statuses(collect_records(tuner)))
         # Seed again right before the search: opening MLflow runs must not change which trials run.
         keras.utils.set_random_seed(params.seed)
-        result = run_search(tuner, params.tune, data)
+        result = run_search(tuner, params.tune, data, budget=budget)
     except ProcessRecycle as recycle:
         recycle.search_run_id = search_run.run_id if search_run is not None else None
         raise  # the search goes on in a new process; its run stays open
@@ -109,7 +119,8 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
         raise
 
     return write_outputs(params, result.records, result.wall_seconds, search_run, fingerprint=fingerprint,
-                         digest=digest, hp_names=hp_names, out_dir=out_dir, project_dir=result.project_dir)
+                         digest=digest, hp_names=hp_names, out_dir=out_dir, project_dir=result.project_dir,
+                         budget=result.budget)
 
 
 def open_search_run(params: Any, tracking_uri: str, digest: str, fingerprint: str, x: Any, y: Any) -> Any:
@@ -129,8 +140,9 @@ def open_search_run(params: Any, tracking_uri: str, digest: str, fingerprint: st
 
 def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_run: Any, *, fingerprint: str,
                   digest: str, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR,
-                  project_dir: Path | None = None) -> dict[str, Any]:
-    """The DVC outputs and the parent run's summary from the trial records (one process or many)."""
+                  project_dir: Path | None = None, budget: Any = None) -> dict[str, Any]:
+    """The DVC outputs and the parent run's summary from the trial records (one process or many);
+    ``budget`` (a ``TimeBudget``): ``time_budget_s``, ``time_spent_s`` and ``stopped_by_budget`` on the run."""
     from pipeline.tuning.fixed_cost import fixed_cost_metrics
     from pipeline.tuning.gain import search_gain
     from pipeline.tuning.results import (
@@ -176,7 +188,8 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
         search_run.finish(
             metrics={"best_objective": metrics["best_objective"], "trials": metrics["trials"],
                      "completed": metrics["completed"], "failed": metrics["failed"],
-                     "wall_seconds": metrics["wall_seconds"], **gain.run_metrics(), **cost},
+                     "wall_seconds": metrics["wall_seconds"], **gain.run_metrics(), **cost,
+                     **(budget.metrics() if budget is not None else {})},
             tags={"best_trial_id": best_trial.trial_id, "best_epochs": best["epochs"], **gain.run_tags(),
                   **{f"best.{k}": v for k, v in best_trial.values.items()}},
             artifacts=[trials_file, history_file, plot_file, out_dir / paths.BEST_HPARAMS_FILE.name],

@@ -27,7 +27,7 @@ from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 from pipeline.model.training import LAST_STATE_NAME, SaveTrainingState, load_training_state
 from pipeline.objective import direction_of
 from pipeline.registry import TUNERS
-from pipeline.tuning import kt_patches
+from pipeline.tuning import kt_patches, resume
 from pipeline.tuning.bohb import BOHB
 from pipeline.tuning.callbacks import DeferredBestEpoch, EpochRecorder, NanGuard
 from pipeline.tuning.records import TrialRecord
@@ -271,12 +271,15 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
     tuner_class, own = TUNERS.implementation(kind.name)(tune, hypermodel.space)
     if not issubclass(tuner_class, TrackedTunerMixin):  # a KerasTuner tuner as it ships: track it
         tuner_class = type(f"Tracked{tuner_class.__name__}", (TrackedTunerMixin, tuner_class), {})
+    if tune.resume:  # the chief and a one-process tuner reload the search whichever of them ran it
+        resume.share_tuner_state(Path(tune.directory) / project_name)
     tuner: TrackedTunerMixin = tuner_class(
         hypermodel=hypermodel, objective=tune.objective, seed=seed,
         max_consecutive_failed_trials=tune.max_consecutive_failed_trials,
         directory=tune.directory, project_name=project_name, overwrite=not tune.resume,
         tracker=tracker, hp_names=hp_names, on_trial_done=on_trial_done, **own)
     tuner.default_epochs = tune.max_epochs
+    resume.drop_finished_retries(tuner.oracle)  # a trial that ended just before a kill is not run again
     if tune.initial_points and "initial_points" not in kind.reads:
         # Every tuner starts from the same points (a fair comparison, and the user's recipe honoured):
         # those that do not run them themselves get them as their first draws.

@@ -67,8 +67,10 @@ def run_worker() -> int:
     from pipeline import paths
     from pipeline.data.store import load_split
     from pipeline.errors import TrackingError
+    from pipeline.time_budget import TimeBudget
     from pipeline.tracking.runs import trial_logger_from_environment
     from pipeline.tuning.search import run_trials
+    from pipeline.tuning.session import BUDGET_START_ENV
     from pipeline.tuning.tracker import NullTracker, TrialTracker
     from pipeline.tuning.tuners import wait_when_idle
 
@@ -78,8 +80,10 @@ def run_worker() -> int:
     data = (*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"))
     tuner = _tuner(params, _hypermodel(params), tracker=tracker)
     wait_when_idle(tuner.oracle)
+    started = os.environ.get(BUDGET_START_ENV)  # the launcher's clock (a restarted worker keeps it too)
+    budget = TimeBudget(params.tune.time_budget, key="tune.time_budget", started=float(started) if started else None)
     try:
-        run_trials(tuner, params.tune, data)
+        run_trials(tuner, params.tune, data, budget=budget)
     except KeyboardInterrupt:
         return 130
     except TrackingError as error:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.data.images import IMAGE_SUFFIXES, image_files, read_image
+from pipeline.data.images import IMAGE_SUFFIXES, decode_into, image_files
+from pipeline.data.reorder import gather_rows_in_place
 from pipeline.data.sources.base import RawDataset
 from pipeline.errors import DataError
 
@@ -35,21 +36,20 @@ def load_image_folders(root: str | Path, size: tuple[int, int], color_mode: str,
         if not files[-1]:
             raise DataError(f"data.images_dir: class folder {class_dir} holds no images "
                             f"({', '.join(IMAGE_SUFFIXES)})")
-    # Decode straight into one preallocated array: a list of per-image arrays stacked at the end
-    # held the data two to three times over (list, stack, dtype copy).
+    # Decode straight into one preallocated array (on every core for a big folder): a list of
+    # per-image arrays stacked at the end held the data two to three times over.
     channels = 1 if color_mode == "grayscale" else 3
-    x = np.empty((sum(map(len, files)), *size, channels), dtype=np.float32)
-    y = np.empty(len(x), dtype=np.int64)
-    kept, bad = 0, []
-    for index, class_files in enumerate(files):
-        for path in class_files:
-            try:
-                x[kept] = read_image(path, size, color_mode)
-            except Exception as error:  # noqa: BLE001 - PIL raises many types for a corrupt file
-                bad.append((path, f"{type(error).__name__}: {error}"))
-                continue
-            y[kept] = index
-            kept += 1
+    flat = [path for class_files in files for path in class_files]
+    x = np.empty((len(flat), *size, channels), dtype=np.float32)
+    labels = np.repeat(np.arange(len(files), dtype=np.int64), [len(class_files) for class_files in files])
+    failed = decode_into(flat, size, color_mode, x)
+    bad = [(flat[index], reason) for index, reason in failed]
+    keep = np.ones(len(flat), dtype=bool)
+    keep[[index for index, _ in failed]] = False
+    kept = int(keep.sum())
+    if failed:  # close the gaps left by bad files, in place (rows only move down)
+        x = gather_rows_in_place(x, np.flatnonzero(keep))
+    y = labels[keep]
     if bad:
         listing = "; ".join(f"{path} ({reason[:80]})" for path, reason in bad)
         if on_bad_image == "error":

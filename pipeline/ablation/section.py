@@ -11,12 +11,24 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from pipeline.report.render import Document
-from pipeline.report.verdicts import ABLATION, Verdict, fmt_p, read_verdicts
+from pipeline.verdicts import ABLATION, Verdict, fmt_p, read_verdicts
 
 FIGURE_NAME = "ablation_effects.png"
+
+
+class Document(Protocol):
+    """What the section writes to (``pipeline.report.render.Document``); a protocol, so that this folder
+    does not import the report's (the report imports this one)."""
+
+    def heading(self, level: int, text: str) -> None: ...
+
+    def paragraph(self, text: str) -> None: ...
+
+    def table(self, headers: list[str], rows: list[list[str]]) -> None: ...
+
+    def image(self, path: Path | None, alt: str) -> None: ...
 
 
 def load_results(path: Path | None) -> dict[str, Any] | None:
@@ -50,6 +62,38 @@ def _baseline_verdicts(path: Path) -> list[Verdict]:
         return []
 
 
+def _rate(rate: Any) -> str:
+    return f"{rate:g}" if isinstance(rate, (int, float)) else "?"
+
+
+def _method(results: dict[str, Any]) -> str:
+    """How the runs were made: seeds, the power rule and the learning rate, in one paragraph."""
+    metric, seeds, epochs = results["metric"], results["seeds"], results["epochs"]
+    if results.get("rates"):
+        grids = "; ".join(f"{name} {', '.join(f'{r:g}' for r in grid)}"
+                          for name, grid in (results.get("learning_rates") or {}).items())
+        rate = (f"The learning rate is a nuisance hyperparameter here: every configuration, the best one included, "
+                f"was trained at each rate of its optimizer's grid ({grids}) with {results.get('rate_seeds')} "
+                f"selection seed(s) of its own for {results.get('rate_epochs')} epochs, and compared at the rate "
+                f"with the best validation accuracy (the column learning rate; every comparison below re-tuned it).")
+    else:
+        rate = ("Every run used the best configuration's learning rate (ablate.retune_rate is false): a variant "
+                "that would prefer another rate is judged at a rate chosen for something else.")
+    return (
+        f"The best configuration (trial {results.get('trial_id')}) was retrained with one dimension changed at a "
+        f"time for {epochs} epochs, each variant with the same seeds as the best configuration (the first "
+        f"{results.get('seeds_first', len(seeds))} or more of {', '.join(map(str, seeds))}): a seed fixes the data "
+        f"order, the dropout draws and the initial weights, so each seed gives one paired difference "
+        f"(variant - best) in {metric}. {rate} Seeds were added, up to ablate.max_seeds = "
+        f"{results.get('max_seeds')}, until a difference of ablate.min_effect = {results.get('min_effect')} "
+        f"would be found with probability "
+        f"{results.get('power_target')} at the observed seed-to-seed spread; the column power says what was "
+        f"reached. Mean difference, 95% t interval and paired t-test p per variant; a change counts only when "
+        f"p < 0.05 and the mean difference is at least ablate.min_effect. The verdicts marked \"{ABLATION} "
+        f"evidence\" above come from these runs (results/ablate/verdicts.json), one per question; test accuracy "
+        f"is shown for information and decides nothing.")
+
+
 def _interval(stat: dict[str, Any]) -> str:
     return f"{stat['ci_low']:+.3f} to {stat['ci_high']:+.3f}"
 
@@ -75,26 +119,23 @@ def section(doc: Document, results_path: Path | None, figures_dir: Path, best: d
         return {"evidence": "search", "reason": why}
     metric, seeds, epochs = results["metric"], results["seeds"], results["epochs"]
     found = results.get("effects") or []
-    doc.paragraph(
-        f"The best configuration (trial {results.get('trial_id')}) was retrained with one dimension changed at a "
-        f"time, each variant and the best configuration itself with the same {len(seeds)} seeds "
-        f"({', '.join(map(str, seeds))}) for {epochs} epochs: a seed fixes the data order, the dropout draws and "
-        f"the initial weights, so each seed gives one paired difference (variant - best) in {metric}. Mean "
-        f"difference, 95% t interval and paired t-test p per variant; a change counts only when p < 0.05 and the "
-        f"mean difference is at least ablate.min_effect = {results.get('min_effect')}. The verdicts marked "
-        f"\"{ABLATION} evidence\" above come from these runs (results/ablate/verdicts.json); test accuracy is shown "
-        f"for information and decides nothing.")
+    doc.paragraph(_method(results))
     rows = []
     for effect in found:
         stat, test = effect.get(metric), effect.get("test_accuracy")
         if not isinstance(stat, dict):
             continue
-        rows.append([effect["dimension"], str(effect["value"]), f"{stat['best']:.3f}", f"{stat['variant']:.3f}",
-                     f"{stat['mean']:+.3f}", _interval(stat), fmt_p(stat["p_value"]),
-                     "yes" if effect.get("clear") else "no",
+        rates = effect.get("rates") or {}
+        rate_text = (f"{_rate(rates.get('best'))} / {_rate(rates.get('variant'))}" if rates.get("retuned")
+                     else "not re-tuned")
+        power = f"{stat['power']:.2f}" if stat.get("power") is not None else "-"
+        rows.append([effect["dimension"], str(effect["value"]), rate_text, str(stat.get("n", len(seeds))),
+                     f"{stat['best']:.3f}", f"{stat['variant']:.3f}", f"{stat['mean']:+.3f}", _interval(stat),
+                     fmt_p(stat["p_value"]), power, "yes" if effect.get("clear") else "no",
                      f"{test['mean']:+.3f}" if isinstance(test, dict) else "-"])
-    doc.table(["dimension", "variant value", f"best {metric}", f"variant {metric}", "difference", "95% CI",
-               "paired t-test", "clear", "test accuracy difference"], rows)
+    doc.table(["dimension", "variant value", "learning rate (best / variant)", "seeds", f"best {metric}",
+               f"variant {metric}", "difference", "95% CI", "paired t-test",
+               f"power for {results.get('min_effect')}", "clear", "test accuracy difference"], rows)
     for verdict in _baseline_verdicts(Path(results_path).parent / "verdicts.json"):
         name = verdict.question.removeprefix("baseline.")
         changes = (results.get("baselines") or {}).get(name, {})

@@ -8,7 +8,7 @@ run still depends on its seed and configuration alone, so which worker trains wh
 no number (the thread count may change the last digits, as it does for any TensorFlow run).
 
 The parent (the ablate stage's process) never imports TensorFlow: it writes one job file per
-worker, starts ``python -m pipeline.evaluation.ablation_workers JOB``, relays their output,
+worker, starts ``python -m pipeline.ablation.workers JOB``, relays their output,
 and reads back their records. Workers log their nested MLflow runs themselves.
 """
 
@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.ablation.plan import SeedPlan, Variant, share_out, unique_variants, with_duplicates, work_groups
 from pipeline.errors import PipelineError
-from pipeline.evaluation.ablation_plan import Variant, share_out, unique_variants, with_duplicates, work_groups
 
 RUN_LINE = "ABLATION_RUN "  # a worker's record of one finished run, as JSON after this prefix
 
@@ -40,7 +40,7 @@ class _Worker:
         self.pump: threading.Thread | None = None
 
     def start(self) -> None:
-        self.popen = subprocess.Popen([sys.executable, "-m", "pipeline.evaluation.ablation_workers", str(self.job)],
+        self.popen = subprocess.Popen([sys.executable, "-m", "pipeline.ablation.workers", str(self.job)],
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.pump = threading.Thread(target=self._pump, daemon=True)
         self.pump.start()
@@ -67,7 +67,7 @@ class _Worker:
                 self.popen.wait()
 
 
-def run_in_workers(variants: Sequence[Variant], seeds: Sequence[int], epochs: int, *, workers: int,
+def run_in_workers(variants: Sequence[Variant], seeds: SeedPlan, epochs: int, *, workers: int,
                    search_space: dict[str, Any], data_dir: str, tracking: dict[str, Any] | None,
                    on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Every variant at every seed, shared out to ``workers`` processes; the records in plan order.
@@ -94,7 +94,8 @@ def run_in_workers(variants: Sequence[Variant], seeds: Sequence[int], epochs: in
         for index, share in enumerate(shares):
             job = Path(tmp) / f"job-{index}.json"
             job.write_text(json.dumps({
-                "variants": [v.to_dict() for v in share], "seeds": list(seeds), "epochs": epochs, "threads": threads,
+                "variants": [v.to_dict() for v in share],
+                "seeds": dict(seeds) if isinstance(seeds, dict) else list(seeds), "epochs": epochs, "threads": threads,
                 "search_space": search_space, "data_dir": data_dir, "tracking": tracking,
                 "out": str(Path(tmp) / f"runs-{index}.json")}, default=str), encoding="utf-8")
             procs.append(_Worker(f"worker{index}", job, on_line))
@@ -132,9 +133,9 @@ def main(argv: Sequence[str]) -> int:
     for gpu in tf.config.list_physical_devices("GPU"):  # workers share a GPU: none may take all its memory
         tf.config.experimental.set_memory_growth(gpu, True)
 
+    from pipeline.ablation.runs import Splits, model_builder, run_ablation
     from pipeline.config import SearchSpaceConfig
     from pipeline.data.store import load_meta, load_split
-    from pipeline.evaluation.ablation import Splits, model_builder, run_ablation
 
     data_dir = Path(job["data_dir"])
     meta = load_meta(data_dir)

@@ -24,16 +24,19 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
-from pipeline.evaluation.ablation_plan import (
+from pipeline.ablation.plan import (
     BASELINE,
     BEST_NAME,
     GRAPH_FREE_KEYS,
     METRIC,
+    RATE,
     SCORE_COLUMNS,
+    SeedPlan,
     Variant,
     ablation_seeds,
     graph_key,
     plan_variants,
+    seeds_of,
     unique_variants,
     with_duplicates,
 )
@@ -129,7 +132,7 @@ def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epoch
         val_loss, val_accuracy = model.evaluate(data.x_val, data.y_val, batch_size=256, verbose=0)[:2]
         scores = {"val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
                   "test_accuracy": validation_score(model, data.x_test, data.y_test, "val_accuracy")}
-        if variant.dimension in GAP_DIMENSIONS:
+        if variant.dimension in GAP_DIMENSIONS and variant.phase != RATE:
             # evaluated, not the last epoch's running mean: no dropout or augmentation in it
             scores["train_accuracy"] = validation_score(model, data.x, data.y, "val_accuracy")
             scores["gap"] = scores["train_accuracy"] - scores["val_accuracy"]
@@ -140,14 +143,16 @@ def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epoch
     finally:
         if tracker is not None:
             tracker.end_run(run_id, scores if status == "FINISHED" else {}, status)
-    return {"variant": variant.name, "dimension": variant.dimension, "value": variant.value, "seed": seed,
-            "status": status, "run_id": run_id, "seconds": round(time.monotonic() - started, 2), **scores}
+    return {"variant": variant.name, "dimension": variant.dimension, "value": variant.value, "phase": variant.phase,
+            "learning_rate": variant.values.get("learning_rate"), "seed": seed, "status": status,
+            "run_id": run_id, "seconds": round(time.monotonic() - started, 2), **scores}
 
 
-def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Builder, data: Splits, epochs: int,
+def run_ablation(variants: Sequence[Variant], seeds: SeedPlan, build: Builder, data: Splits, epochs: int,
                  tracker: AblationTracker | None = None,
                  on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Every variant at every seed in this process, one variant after the other.
+    """Every variant at its seeds (``seeds``: all the same, or by variant name) in this process, one variant
+    after the other.
 
     Runs of the same graph share one model (``reset_to``): the seeds of a variant, and variants
     that differ only in ``GRAPH_FREE_KEYS`` (an initializer, a schedule): tracing is paid once per
@@ -159,7 +164,7 @@ def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Build
     models: dict[str, keras.Model] = {}  # by graph_key; a handful of small models
     for variant in unique:
         graph = graph_key(variant.values)
-        for seed in seeds:
+        for seed in seeds_of(seeds, variant.name):
             # Python, NumPy and TensorFlow state as the train stage sets it: a run depends on its seed
             # alone, not on the runs before it in this process.
             keras.utils.set_random_seed(seed)
@@ -173,6 +178,6 @@ def run_ablation(variants: Sequence[Variant], seeds: Sequence[int], build: Build
     return with_duplicates(variants, aliases, runs, seeds, on_copy=on_run)
 
 
-__all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "SCORE_COLUMNS", "AblationTracker", "Splits",
+__all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "RATE", "SCORE_COLUMNS", "AblationTracker", "Splits",
            "Variant", "ablation_seeds", "graph_key", "model_builder", "plan_variants", "reset_to", "run_ablation",
            "run_one"]

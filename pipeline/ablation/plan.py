@@ -1,8 +1,9 @@
 """Which runs an ablation makes: the variants of the best configuration, and how runs can share work.
 
 Plain Python (no TensorFlow): the stage plans here, and hands the runs to
-``pipeline.evaluation.ablation`` in this process or to worker processes
-(``pipeline.evaluation.ablation_workers``).
+``pipeline.ablation.runs`` in this process or to worker processes
+(``pipeline.ablation.workers``). A run is a ``Variant`` at a seed; a variant of phase ``RATE``
+is one point of the learning-rate grid (``pipeline.ablation.rates``), named ``<variant>@lr=<rate>``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ BASELINE = "baseline"  # the dimension of a named baseline
 # evaluate stage's test accuracy remains an unbiased estimate (test_accuracy is recorded, for information).
 METRIC = "val_accuracy"
 SCORE_COLUMNS = ("val_accuracy", "test_accuracy", "gap")
+RATE, VERDICT = "rate", "verdict"  # a run that picks a variant's learning rate, or one that the verdicts compare
+# The seeds of every variant, or of each variant by name (the power rule adds seeds where the noise needs them).
+SeedPlan = Sequence[int] | Mapping[str, Sequence[int]]
+
+
+def seeds_of(plan: SeedPlan, name: str) -> list[int]:
+    return list(plan.get(name, ())) if isinstance(plan, Mapping) else list(plan)
 
 
 @dataclass(frozen=True)
@@ -31,17 +39,27 @@ class Variant:
     value: Any
     values: dict[str, Any]
     changes: dict[str, Any]
+    phase: str = VERDICT
+
+    @property
+    def base_name(self) -> str:
+        return BEST_NAME if self.dimension is None else f"{self.dimension}={self.value}"
 
     @property
     def name(self) -> str:
-        return BEST_NAME if self.dimension is None else f"{self.dimension}={self.value}"
+        return self.base_name if self.phase == VERDICT else f"{self.base_name}@lr={self.values['learning_rate']:g}"
+
+    def at_rate(self, rate: float, phase: str = VERDICT) -> Variant:
+        """This variant trained at learning rate ``rate`` (the other values unchanged)."""
+        return Variant(self.dimension, self.value, {**self.values, "learning_rate": rate}, self.changes, phase)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Variant:
-        return cls(data["dimension"], data["value"], dict(data["values"]), dict(data["changes"]))
+        return cls(data["dimension"], data["value"], dict(data["values"]), dict(data["changes"]),
+                   data.get("phase", VERDICT))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -113,7 +131,7 @@ def unique_variants(variants: Sequence[Variant]) -> tuple[list[Variant], dict[st
 
 
 def with_duplicates(variants: Sequence[Variant], aliases: Mapping[str, str], runs: Sequence[dict[str, Any]],
-                    seeds: Sequence[int],
+                    seeds: SeedPlan,
                     on_copy: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Every variant's records in plan order (seeds in order), a duplicate's copied from its original
     (and passed to ``on_copy``, which saw only the runs that trained)."""
@@ -123,13 +141,13 @@ def with_duplicates(variants: Sequence[Variant], aliases: Mapping[str, str], run
     out = []
     for variant in variants:
         original = aliases.get(variant.name)
-        for seed in seeds:
+        for seed in seeds_of(seeds, variant.name):
             record = by_name.get(original or variant.name, {}).get(seed)
             if record is None:
                 continue
             if original:
                 record = {**record, "variant": variant.name, "dimension": variant.dimension, "value": variant.value,
-                          "same_as": original, "seconds": 0.0}
+                          "phase": variant.phase, "same_as": original, "seconds": 0.0}
             out.append(record)
     if on_copy is not None:
         for record in out:
@@ -159,6 +177,6 @@ def ablation_seeds(seed: int, count: int) -> list[int]:
     return [(seed + i) % 2**31 for i in range(count)]
 
 
-__all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "SCORE_COLUMNS", "Variant", "ablation_seeds",
-           "config_key", "graph_key", "plan_variants", "share_out", "unique_variants", "with_duplicates",
-           "work_groups"]
+__all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "RATE", "SCORE_COLUMNS", "VERDICT", "SeedPlan",
+           "Variant", "ablation_seeds", "config_key", "graph_key", "plan_variants", "seeds_of", "share_out",
+           "unique_variants", "with_duplicates", "work_groups"]

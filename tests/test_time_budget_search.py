@@ -1,0 +1,134 @@
+"""tune.time_budget and train.time_budget end to end on tiny data: real KerasTuner, real SQLite MLflow store.
+
+The budget stops a search on time (the running trial cut at an epoch end, or no new trial started),
+the search run ends FINISHED with what was spent, a rerun with a fresh budget continues without
+running a finished trial again, and train stops its models on time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.tune_fixtures import child_runs, hypermodel, parent_runs, tiny_data, tiny_params
+
+pytestmark = pytest.mark.slow
+
+# "About one epoch" past the budget, generously: a tiny epoch takes ~0.05 s, but a trial's first one
+# builds and traces the model (~1 s idle, up to ~9 s measured on a loaded 2-core machine). A budget
+# ignored would still fail: 1000 epochs take ~50 s, and the tests check where the trial was cut.
+SLACK_S = 12.0
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def _tune(params, out: Path) -> None:
+    """Run the search as the tune stage does (the budget counts from the search loop's start)."""
+    from pipeline.tracking.store import configure
+    from pipeline.tuning.session import tune
+
+    uri = configure(params)
+    tune(params, hypermodel(params), tiny_data(), "fp-test", tracking_uri=uri,
+         hp_names=list(type(params.search_space).model_fields), out_dir=out)
+
+
+def _trials(params) -> dict[str, dict]:
+    from pipeline.tuning.records import TrialRecord
+
+    """trial id -> (status, epochs the trial trained) as the tuner directory has them."""
+    (folder,) = [p for p in Path(params.tune.directory).iterdir() if p.name.startswith("search-")]
+    out = {}
+    for path in folder.glob("trial_*/trial.json"):
+        record = TrialRecord.load(path.parent)
+        out[path.parent.name.removeprefix("trial_")] = {"status": json.loads(path.read_text())["status"],
+                                                        "epochs": record.epochs_trained if record else None}
+    return out
+
+
+def test_the_budget_cuts_the_running_trial_and_a_rerun_continues_the_search(
+        tmp_path: Path, store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # trials of 1000 epochs (~50 s each), no early stopping: only the budget can end the first one early
+    params = tiny_params(tmp_path, tuner="random", max_trials=4, max_epochs=1000, early_stopping_patience=1000,
+                         time_budget="2s")
+    _tune(params, tmp_path / "out")
+    out = capsys.readouterr().out
+    trials = _trials(params)
+    assert list(trials.values())[0]["status"] == "COMPLETED" and len(trials) == 1, trials
+    (first_id,) = trials
+    cut_at = trials[first_id]["epochs"]
+    assert 1 <= cut_at < 1000  # ended at an epoch end, scored on what it reached
+    (parent,) = parent_runs(store)
+    metrics = parent.data.metrics
+    assert parent.info.status == "FINISHED"
+    assert metrics["stopped_by_budget"] == 1.0 and metrics["time_budget_s"] == 2.0
+    assert 2.0 <= metrics["time_spent_s"] <= 2.0 + SLACK_S
+    assert metrics["completed"] == 1
+    assert ("(tune.time_budget) spent after 0:" in out and "search stopped with 1 of ~4 trials done "
+            f"(trial {first_id} stopped at epoch {cut_at} of 1000); rerun with tune.resume: true" in out), out
+    assert "budget left" in out  # the progress line counts down the budget
+    assert json.loads((tmp_path / "out/best_hparams.json").read_text())["trial_id"] == first_id
+
+    # A fresh budget: the same search (same hash, same parent run) goes on with a new trial
+    _tune(tiny_params(tmp_path, tuner="random", max_trials=4, max_epochs=1000, early_stopping_patience=1000,
+                             time_budget=2), tmp_path / "out")
+    trials_after = _trials(params)
+    assert len(trials_after) == 2 and all(t["status"] == "COMPLETED" for t in trials_after.values())
+    assert trials_after[first_id] == trials[first_id]  # not trained again
+    runs = child_runs(store)
+    assert sorted(r.data.tags["trial_id"] for r in runs) == sorted(trials_after)  # one run per trial, no rerun
+    assert all(r.info.status == "FINISHED" for r in runs)
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["completed"] == 2
+    assert parent.data.metrics["stopped_by_budget"] == 1.0 and parent.data.metrics["time_spent_s"] <= 2.0 + SLACK_S
+
+
+def test_no_trial_starts_once_the_budget_is_spent(tmp_path: Path, store: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # one-epoch trials: the budget never cuts one, it stops the loop before the next
+    params = tiny_params(tmp_path, tuner="random", max_trials=40, max_epochs=1, time_budget=1.5)
+    _tune(params, tmp_path / "out")
+    out = capsys.readouterr().out
+    trials = _trials(params)
+    assert 1 <= len(trials) < 40 and all(t["status"] == "COMPLETED" for t in trials.values())
+    (parent,) = parent_runs(store)
+    metrics = parent.data.metrics
+    assert parent.info.status == "FINISHED" and metrics["stopped_by_budget"] == 1.0
+    assert 1.5 <= metrics["time_spent_s"] <= 1.5 + SLACK_S
+    assert f"search stopped with {len(trials)} of ~40 trials done; rerun" in out, out
+
+
+def test_train_stops_its_models_on_the_budget(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import write_params
+    from mlflow import MlflowClient
+    from test_train_stages import prepare, write_best_hparams
+
+    from pipeline.cli import main
+
+    prepare(project)
+    write_best_hparams(project, 0.01)
+    write_params(project, train={"epochs": 1000, "seeds": 3, "early_stopping_patience": None, "time_budget": "1s"})
+    capsys.readouterr()
+    start = time.perf_counter()
+    assert main(["train"]) == 0
+    wall = time.perf_counter() - start
+    out = capsys.readouterr().out
+    record = json.loads((project / "results/train/run.json").read_text())
+    budget = record["time_budget"]
+    assert budget["stopped_by_budget"] is True and budget["budget_s"] == 1.0
+    assert budget["models_planned"] == 3 and budget["models_trained"] == 1
+    assert 1 <= record["members"][0]["epochs_run"] < 1000 and record["members"][0]["stopped_by_budget"]
+    # counted from the stage's start (opening the MLflow store included), so not bounded here: the cut is
+    assert 1.0 <= budget["spent_s"] <= wall
+    assert "(train.time_budget) spent after" in out and "trained 1 of 3 model(s) (model 1 stopped at epoch" in out
+    assert "train epoch 1/3000: member 1/3 epoch 1/1000:" in out and "ETA ~" in out  # the progress lines
+    metrics = MlflowClient().get_run(record["run_id"]).data.metrics
+    assert metrics["stopped_by_budget"] == 1.0 and metrics["models_trained"] == 1.0

@@ -179,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         count = args.count or (task.quick_images if args.quick else task.images)
         start = time.perf_counter()
         folder = write_big_task(name, args.out, count=count, workers=args.workers, chunk=args.chunk)
-        size = "x".join(map(str, task.image_size))
-        print(f"{name}: {count} images, {size} {task.color_mode}, {task.classes} classes -> {folder} "
-              f"({time.perf_counter() - start:.1f} s)")
+        print(tasks.written(name, task, count, folder, start))
     return 0
 
 

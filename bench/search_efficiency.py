@@ -211,14 +211,14 @@ def timed_run_search(log: SearchLog) -> Iterator[None]:
 
     original = search_module.run_search
 
-    def wrapper(tuner: Any, tune: Any, data: Any, *, stream: Any = None) -> Any:
+    def wrapper(tuner: Any, tune: Any, data: Any, **kwargs: Any) -> Any:  # stream=, budget=: passed on
         def stop() -> None:  # no new trial after the budget: the oracle's own trial limit
             tuner.oracle.max_trials = len(tuner.oracle.trials)
 
         log.stop_search = stop
         log.start()
         try:
-            return original(tuner, tune, data, stream=stream)
+            return original(tuner, tune, data, **kwargs)
         finally:
             log.end()
 

@@ -424,11 +424,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.perf_counter()
         folder = write_task(name, args.out, quick=args.quick)
-        count = task.quick_images if args.quick else task.images
-        size = "x".join(map(str, task.image_size))
-        print(f"{name}: {count} images, {size} {task.color_mode}, {task.classes} classes -> {folder} "
-              f"({time.perf_counter() - start:.1f} s)")
+        print(written(name, task, task.quick_images if args.quick else task.images, folder, start))
     return 0
+
+
+def written(name: str, task: Task, count: int, folder: Path, start: float) -> str:
+    """The line a generator prints for a folder it wrote (``start``: its ``time.perf_counter()``)."""
+    size = "x".join(map(str, task.image_size))
+    return (f"{name}: {count} images, {size} {task.color_mode}, {task.classes} classes -> {folder} "
+            f"({time.perf_counter() - start:.1f} s)")
 
 
 if __name__ == "__main__":

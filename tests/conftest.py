@@ -105,3 +105,12 @@ def make_images() -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A SQLite MLflow store in a temp folder, made the working directory: its tracking URI."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

@@ -23,14 +23,6 @@ pytestmark = pytest.mark.slow
 SLACK_S = 12.0
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
-
-
 def _tune(params, out: Path) -> None:
     """Run the search as the tune stage does (the budget counts from the search loop's start)."""
     from pipeline.tracking.store import configure

@@ -16,14 +16,6 @@ pytestmark = pytest.mark.slow
 SPACE_KEYS = ("architecture", "init", "optimizer", "learning_rate", "lr_schedule", "batch_size")
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
-
-
 def _tune(params, model, out: Path):
     from pipeline.tracking.store import configure
     from pipeline.tuning.session import tune

@@ -101,6 +101,40 @@ def test_a_trial_that_ended_just_before_the_kill_is_not_run_again(tmp_path: Path
     assert again.oracle.create_trial("tuner0").trial_id != trial.trial_id
 
 
+def test_a_trial_killed_as_it_was_handed_out_is_not_left_running(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Oracle.create_trial`` writes the trial's file before it saves the oracle: a kill in between left a
+    RUNNING trial the saved oracle never recorded, never retried, RUNNING in every later search (seen in CI)."""
+    params = tiny_params(tmp_path, tuner="bohb", initial_points=[])
+    chief = _tuner(params, monkeypatch, "chief")
+    _finish(chief.oracle, chief.oracle.create_trial("tuner0"))
+    chief.oracle.save()
+    orphan = chief.oracle.create_trial("tuner1")
+    folder = tmp_path / ".tuner" / PROJECT / f"trial_{orphan.trial_id}"
+    (tmp_path / ".tuner" / PROJECT / "oracle.json").write_text(_saved_before(chief, orphan))
+    assert (folder / "trial.json").is_file()
+
+    alone = _tuner(params, monkeypatch, "one process")
+    assert orphan.trial_id not in alone.oracle.trials and not folder.exists()
+    again = alone.oracle.create_trial("tuner0")
+    assert again.trial_id == orphan.trial_id and again.status == "RUNNING"  # its id, a trial the oracle records
+    assert again.trial_id in alone.oracle.start_order and (folder / "trial.json").is_file()
+
+
+def _saved_before(tuner: Any, trial: Any) -> str:
+    """``oracle.json`` as the oracle saved it before ``trial`` was created (the kill's window)."""
+    import json
+
+    state = json.loads((Path(tuner.project_dir) / "oracle.json").read_text())
+    assert trial.trial_id in state["start_order"]
+    state["start_order"].remove(trial.trial_id)
+    state["ongoing_trials"] = {k: v for k, v in state["ongoing_trials"].items() if v != trial.trial_id}
+    for bracket in state.get("brackets", []):
+        for round_ in bracket["rounds"]:
+            round_[:] = [entry for entry in round_ if entry["id"] != trial.trial_id]
+    return json.dumps(state)
+
+
 def test_a_trial_already_logged_as_finished_gets_no_second_run(tmp_path: Path) -> None:
     """The tracking side's guard: whatever hands a finished trial out again, its run is not doubled."""
     from mlflow import MlflowClient

@@ -54,6 +54,18 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
             time.sleep(0.3)
 
 
+def bind_when_free(port: int, handler: type) -> http.server.ThreadingHTTPServer:
+    """A server on ``port`` as soon as the killed one's processes have let go of it (seconds at most)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError:  # EADDRINUSE: a worker of the killed server still exiting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def stop(server: subprocess.Popen) -> None:
     try:
         os.killpg(server.pid, signal.SIGKILL)
@@ -222,7 +234,7 @@ def test_server_killed_under_a_distributed_worker_kills_its_trial_and_the_worker
             if running and running[0].data.metrics:
                 break
         stop(server)
-        fake = http.server.ThreadingHTTPServer(("127.0.0.1", port), RequestLog)
+        fake = bind_when_free(port, RequestLog)
         threading.Thread(target=fake.serve_forever, daemon=True).start()
         out, err = tune.communicate(timeout=300)
         assert tune.returncode == 2, out[-3000:] + err[-3000:]

@@ -10,12 +10,16 @@ finished trials again. ``share_tuner_state`` gives the tuner its file when the s
 
 ``drop_finished_retries`` covers KerasTuner's own resume gap: ``Oracle.end_trial`` saves the
 oracle before it drops the trial from the running ones, so a kill in between leaves a finished
-trial in ``ongoing_trials``, which a reload sends for a retry.
+trial in ``ongoing_trials``, which a reload sends for a retry. ``forget_unrecorded_trials`` covers
+the other end: ``Oracle.create_trial`` writes the new trial's file before it saves the oracle, so a
+kill in between leaves a RUNNING trial the oracle never recorded (no bracket, not in
+``start_order``, never retried): it stayed RUNNING forever.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,25 @@ def share_tuner_state(project_dir: str | Path, own_id: str | None = None) -> Pat
     # tuners keep none: ``{}``); the search itself is in oracle.json and the trial files.
     write_text_atomic(own, siblings[0].read_text(encoding="utf-8") if siblings else "{}")
     return own
+
+
+def forget_unrecorded_trials(oracle: Any) -> list[str]:
+    """Drop, from a reloaded oracle and from disk, the trials its saved state never recorded; their ids.
+
+    Such a trial was killed as it was being handed out, before the oracle saved it: as far as the
+    search goes it never started, so the next trial the oracle creates takes its id (KerasTuner
+    numbers trials by count) and its folder is removed so that no record of the killed one is mixed
+    into the new one. A distributed worker's oracle client keeps no state: nothing to do.
+    """
+    trials, started = getattr(oracle, "trials", None), getattr(oracle, "start_order", None)
+    if not isinstance(trials, dict) or not isinstance(started, list):
+        return []
+    recorded = set(started)
+    orphans = sorted(t for t, trial in trials.items() if t not in recorded and trial.status == "RUNNING")
+    for trial_id in orphans:
+        del trials[trial_id]
+        shutil.rmtree(oracle._get_trial_dir(trial_id), ignore_errors=True)
+    return orphans
 
 
 def drop_finished_retries(oracle: Any) -> list[str]:

@@ -279,6 +279,7 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
         directory=tune.directory, project_name=project_name, overwrite=not tune.resume,
         tracker=tracker, hp_names=hp_names, on_trial_done=on_trial_done, **own)
     tuner.default_epochs = tune.max_epochs
+    resume.forget_unrecorded_trials(tuner.oracle)  # killed as it was handed out: never started, as far as it goes
     resume.drop_finished_retries(tuner.oracle)  # a trial that ended just before a kill is not run again
     if tune.initial_points and "initial_points" not in kind.reads:
         # Every tuner starts from the same points (a fair comparison, and the user's recipe honoured):

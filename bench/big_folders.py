@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tasks  # noqa: E402
+
+from pipeline.atomic import replace_dir_atomic  # noqa: E402
 
 CHUNK = 500  # images per work item: small enough to spread over the cores, big enough to amortize a task
 
@@ -123,11 +123,8 @@ def write_big_task(name: str, out: Path, *, count: int | None = None, seed: int 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     workers = max(1, workers or len(os.sched_getaffinity(0)))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    folder = out / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
-    try:
+    folder = Path(out) / name
+    with replace_dir_atomic(folder) as tmp:
         for label in BIG_CLASS_NAMES[name]:
             (tmp / label).mkdir()
         jobs = [(name, seed, start, min(start + chunk, count), str(tmp)) for start in range(0, count, chunk)]
@@ -139,11 +136,6 @@ def write_big_task(name: str, out: Path, *, count: int | None = None, seed: int 
                 written = sum(pool.imap_unordered(_write_range, jobs))
         if written != count:
             raise RuntimeError(f"{name}: wrote {written} images, expected {count}")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

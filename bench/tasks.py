@@ -17,9 +17,7 @@ measures which configuration actually wins.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Callable
@@ -28,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipeline.atomic import replace_dir_atomic
 
 DIGITS = "digits"
 SUPERSAMPLE = 4  # shapes are drawn this many times larger, then box-filtered down: anti-aliased edges
@@ -362,12 +362,9 @@ def write_task(name: str, out: Path, *, quick: bool = False) -> Path:
     if name == DIGITS:
         raise ValueError("digits is the built-in data (data.source: digits); it is not written as a folder")
     x, y = make_arrays(name, quick=quick)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    folder = out / name
+    folder = Path(out) / name
     # Written beside and swapped in: an interrupted run never leaves a half task that looks whole.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
-    try:
+    with replace_dir_atomic(folder) as tmp:
         names = class_names(name)
         for label in names:
             (tmp / label).mkdir()
@@ -375,11 +372,6 @@ def write_task(name: str, out: Path, *, quick: bool = False) -> Path:
             pixels = image[..., 0] if image.shape[-1] == 1 else image
             Image.fromarray(pixels, mode="L" if image.shape[-1] == 1 else "RGB").save(
                 tmp / names[label] / f"{index:05d}.png", optimize=False)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

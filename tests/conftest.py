@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -49,6 +51,18 @@ def copy_project(dest: Path) -> Path:
     (dest / "data" / "raw" / ".gitkeep").touch()
     give_own_chief_port(dest / "params.yaml")
     return dest
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """A script that is not a package module (``bench/*.py``) imported as ``name``; its folder is on
+    ``sys.path`` so that it finds its siblings (``big_folders`` imports ``tasks``)."""
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
 
 
 def give_own_chief_port(params: Path) -> None:

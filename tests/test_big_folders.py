@@ -6,11 +6,9 @@ as decoding in one process.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -18,21 +16,13 @@ import pytest
 from pipeline.config import parse_params
 from pipeline.data import images
 from pipeline.data.sources import load_source
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "big_folders.py"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    sys.path.insert(0, str(path.parent))  # big_folders imports its sibling ``tasks``
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-big = _load("bench_big_folders", SCRIPT)
+big = load_script("bench_big_folders", SCRIPT)
 
 
 def _write(out: Path, task: str, count: int, workers: int) -> Path:

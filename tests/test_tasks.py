@@ -6,31 +6,22 @@ No TensorFlow training: the generator, its folders and its CLI only (the referen
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from pipeline.config import parse_params
 from pipeline.data.sources import load_source
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "tasks.py"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-tasks = _load("bench_tasks", SCRIPT)
+tasks = load_script("bench_tasks", SCRIPT)
 GENERATED = [name for name in tasks.TASKS if name != tasks.DIGITS]
 
 
@@ -138,7 +129,7 @@ def test_cli_rejects_an_unknown_task_with_one_line_and_exit_2(tmp_path: Path) ->
 def test_reference_configurations_are_points_of_the_pipelines_search_space() -> None:
     from pipeline.model.space import space_items
 
-    reference = _load("bench_task_reference", REPO / "bench" / "task_reference.py")
+    reference = load_script("bench_task_reference", REPO / "bench" / "task_reference.py")
     raw = reference.params_yaml()
     space = parse_params(raw).search_space
     configs = reference.configurations(raw, space, quick=False, smoke=False)
@@ -151,7 +142,7 @@ def test_reference_configurations_are_points_of_the_pipelines_search_space() -> 
 
 
 def test_reference_margin_interval_separates_a_real_gain_from_none() -> None:
-    reference = _load("bench_task_reference", REPO / "bench" / "task_reference.py")
+    reference = load_script("bench_task_reference", REPO / "bench" / "task_reference.py")
     rng = np.random.default_rng(0)
     worse = rng.random(1000) < 0.6
     better = worse | (rng.random(1000) < 0.5)  # right wherever `worse` is, and on about half of the rest

@@ -28,13 +28,27 @@ def test_baselines_score_the_test_split_and_the_margin_names_the_better_one() ->
     assert summary["baselines"] == {k: v["test_accuracy"] for k, v in result.items()}
 
 
-def test_too_large_data_skips_a_baseline_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(baselines, "MAX_SVC_SAMPLES", 100)
-    result = baselines.fit_baselines(*digits_split())
-    assert "too slow" in result["svc"]["skipped"] and "test_accuracy" in result["logistic_regression"]
+def test_a_large_training_set_fits_the_svc_on_a_stratified_subsample_and_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    x_train, y_train, x_test, y_test = digits_split()
+    monkeypatch.setattr(baselines, "SVC_SAMPLES", 300)
+    result = baselines.fit_baselines(x_train, y_train, x_test, y_test)
+    assert result["svc"]["trained_on"] == 300 and "trained_on" not in result["logistic_regression"]
+    assert 0.8 < result["svc"]["test_accuracy"] < 1.0  # fewer images, still a real fit
+    assert result == baselines.fit_baselines(x_train, y_train, x_test, y_test)  # seeded: the same subsample
+    summary = baselines.baseline_summary(result, 0.99)
+    assert summary["baselines_trained_on"] == {"svc": 300}
+    # the subsample keeps the class proportions (10 digits, ~120 each of 1200 -> ~30 each of 300)
+    from pipeline.data.split import stratified_subsample
+
+    counts = np.bincount(y_train[stratified_subsample(y_train, 300, 0)], minlength=10)
+    assert counts.sum() == 300 and counts.min() >= 28
+
+
+def test_too_many_pixels_skip_logistic_regression_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(baselines, "MAX_VALUES", 10)
-    every = baselines.fit_baselines(*digits_split())
-    assert all("skipped" in r for r in every.values())
-    assert baselines.baseline_summary(every, 0.9) == {
-        "baselines": {}, "baselines_skipped": {k: v["skipped"] for k, v in every.items()}, "best_baseline": None,
-        "baseline_margin": None}
+    result = baselines.fit_baselines(*digits_split())
+    assert "too slow" in result["logistic_regression"]["skipped"] and "test_accuracy" in result["svc"]
+    summary = baselines.baseline_summary(result, 0.9)
+    assert summary["baselines_skipped"] == {"logistic_regression": result["logistic_regression"]["skipped"]}
+    assert summary["best_baseline"] == "svc" and "baselines_trained_on" not in summary

@@ -234,7 +234,9 @@ def baselines(doc: Document, metrics_file: Path | None) -> None:
         return
     doc.heading(2, "The final model against untuned baselines (same test split)")
     rows = [["final model (tuned CNN)", f"{metrics['accuracy']:.4f}"]]
-    rows += [[name, f"{value:.4f}"] for name, value in found.items()]
+    trained_on = metrics.get("baselines_trained_on") or {}
+    rows += [[f"{name} (on {trained_on[name]:,} training images)" if name in trained_on else name, f"{value:.4f}"]
+             for name, value in found.items()]
     rows += [[name, f"skipped: {why}"] for name, why in (metrics.get("baselines_skipped") or {}).items()]
     doc.table(["model", "test accuracy"], rows)
     margin = metrics.get(MARGIN_KEY)

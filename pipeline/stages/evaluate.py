@@ -132,8 +132,10 @@ def log_and_print(params: Any, run_id: str, metrics: dict[str, Any], baselines: 
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, macro F1 {metrics['f1_macro']:.4f}, "
           f"generalization gap {metrics['generalization_gap']:+.4f} ({samples} test samples); "
           f"wrote {paths.EVALUATE_METRICS_FILE}")
+    trained_on = baselines.get("baselines_trained_on", {})
     for name, value in baselines["baselines"].items():
-        print(f"  baseline {name}: test accuracy {value:.4f}")
+        subsample = f" (fitted on {trained_on[name]} of the training images)" if name in trained_on else ""
+        print(f"  baseline {name}: test accuracy {value:.4f}{subsample}")
     for name, why in baselines.get("baselines_skipped", {}).items():
         print(f"  baseline {name}: skipped ({why})")
     if baselines["best_baseline"]:

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline.model.deadline import StopAtDeadline
+from pipeline.model.deadline import FitHorizonToBudget
 from pipeline.model.training import fit_model, load_training_state
 from pipeline.objective import direction_of, shortfall
 from pipeline.time_budget import TimeBudget
@@ -109,7 +109,7 @@ def train_member(index: int, candidate: dict[str, Any], build: Builder,
     if patience is not None:
         callbacks.insert(0, keras.callbacks.EarlyStopping(monitor=objective, mode=direction_of(objective),
                                                           patience=patience, restore_best_weights=True))
-    deadline = StopAtDeadline(budget, f"model {index + 1}") if budget is not None and budget.limited else None
+    deadline = FitHorizonToBudget(budget, f"model {index + 1}") if budget is not None and budget.limited else None
     if deadline is not None:
         callbacks.append(deadline)
     fit_model(model, values, x, y, validation_data=(x_val, y_val), epochs=epochs, seed=seed, callbacks=callbacks)
@@ -163,7 +163,8 @@ def train_final(candidates: list[dict[str, Any]], build: Builder,
     """
     members = []
     for index, candidate in enumerate(candidates):
-        if members and budget is not None and budget.is_spent():
+        # spent, or stopped: a model fitted to the budget used what was left (another would overrun it)
+        if members and budget is not None and (budget.is_spent() or budget.stopped):
             budget.stop(f"{len(candidates) - index} model(s) not started")
             break
         keras.utils.set_random_seed(seed)

@@ -145,6 +145,9 @@ def fit_model(model: keras.Model, values: dict[str, Any], x: np.ndarray, y: np.n
     batch_size = int(values["batch_size"])
     steps = steps_per_epoch(len(x), batch_size)
     schedule = ScheduleCallback(values, total_epochs=total_epochs or epochs, steps_per_epoch=steps)
+    for callback in callbacks or []:  # e.g. FitHorizonToBudget, which may shorten the schedule's horizon
+        if hasattr(callback, "attach_schedule"):
+            callback.attach_schedule(schedule)
     data = epoch_batches(x, y, batch_size, seed, initial_epoch, epochs)
     build_training_state(model, x, y)
     if validation_data is not None and is_streamed(validation_data[0]):

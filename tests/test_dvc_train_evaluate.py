@@ -1,8 +1,10 @@
 """Real DVC: `dvc repro evaluate` runs validate, preprocess, tune, train and evaluate from the repository's
-own dvc.yaml (tiny params), links the outputs to the MLflow run, and a second repro runs nothing."""
+own dvc.yaml (tiny params), writes each stage's outputs, links them to the MLflow runs, and a second repro
+runs nothing. (It also covers `dvc repro tune`: one DVC project for both, as each costs a search.)"""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -13,7 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import write_params
-from tests.tune_fixtures import TINY_SPACE
+from tests.tune_fixtures import TINY_SPACE, child_runs
 
 STAGES = ("validate", "preprocess", "tune", "train", "evaluate")
 # a flatten head at a fixed learning rate: the 8x8 digits learned in a few epochs (~0.9 validation accuracy)
@@ -43,6 +45,15 @@ def test_dvc_repro_evaluate_trains_and_evaluates_through_the_real_dvc_yaml(dvc_p
     assert set(STAGES) <= set(lock)
     assert {o["path"] for o in lock["train"]["outs"]} >= {"models/model.keras", "results/train/run.json"}
     assert "models/model.keras" in {d["path"] for d in lock["evaluate"]["deps"]}
+
+    tune = dvc_project / "results/tune"  # the search's outputs, its runs and its KerasTuner state
+    for name in ("best_hparams.json", "trials.csv", "history.csv", "summary.png", "metrics.json"):
+        assert (tune / name).is_file(), name
+    best = json.loads((tune / "best_hparams.json").read_text())
+    rows = list(csv.DictReader((tune / "trials.csv").open()))
+    assert best["trial_id"] in {r["trial_id"] for r in rows}
+    assert len(child_runs(os.environ["MLFLOW_TRACKING_URI"], "dvc-e2e")) == len(rows)
+    assert any(p.name.startswith("search-") for p in (dvc_project / ".tuner").iterdir())
 
     run = json.loads((dvc_project / "results/train/run.json").read_text())
     metrics = json.loads((dvc_project / "results/evaluate/metrics.json").read_text())

@@ -104,8 +104,10 @@ def test_train_without_best_hparams_is_one_clear_line(project: Path) -> None:
         "error: results/tune/best_hparams.json: not found; run `python -m pipeline tune` (or `dvc repro`) first"]
 
 
-def test_a_retrained_model_short_of_the_search_warns_tags_and_keeps_the_trial_checkpoint(project: Path) -> None:
-    """Planted: the search reported 1.0 for a trial whose own checkpoint trained 8 epochs; train gets 1."""
+def test_a_retrained_model_short_of_the_search_warns_tags_and_keeps_the_trial_checkpoint(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Planted: the search reported 1.0 for a trial whose own checkpoint trained 8 epochs; train gets 1.
+    In this process (``main``, as a CLI run without another TensorFlow start-up)."""
     from mlflow import MlflowClient
 
     from pipeline.config import load_params
@@ -133,9 +135,10 @@ def test_a_retrained_model_short_of_the_search_warns_tags_and_keeps_the_trial_ch
                     "trial_dir": str(trial_dir)}]
     best_path.write_text(json.dumps(best))
 
-    result = run_cli(["train", "-S", "train.epochs=1", "-S", "train.seeds=1"], cwd=project)
-    assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: trial 0007")]
+    capsys.readouterr()
+    assert main(["train", "-S", "train.epochs=1", "-S", "train.seeds=1"]) == 0
+    stderr = capsys.readouterr().err
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: trial 0007")]
     assert len(warnings) == 1 and "kept the trial's own checkpoint" in warnings[0]
     record = json.loads((project / "results/train/run.json").read_text())
     member = record["members"][0]
@@ -146,11 +149,12 @@ def test_a_retrained_model_short_of_the_search_warns_tags_and_keeps_the_trial_ch
 
     # preprocess again on a new split: that checkpoint's training images are partly today's test images,
     # so train must retrain, never fall back to it (the search's score was measured on other data)
-    assert run_cli(["preprocess", "-S", "seed=7"], cwd=project).returncode == 0
-    result = run_cli(["train", "-S", "train.epochs=1", "-S", "train.seeds=1"], cwd=project)
-    assert result.returncode == 0, result.stderr
-    assert "comes from a search on other data" in result.stderr
-    assert not [line for line in result.stderr.splitlines() if line.startswith("warning: trial 0007")]
+    assert main(["preprocess", "-S", "seed=7"]) == 0
+    capsys.readouterr()
+    assert main(["train", "-S", "train.epochs=1", "-S", "train.seeds=1"]) == 0
+    stderr = capsys.readouterr().err
+    assert "comes from a search on other data" in stderr
+    assert not [line for line in stderr.splitlines() if line.startswith("warning: trial 0007")]
     member = json.loads((project / "results/train/run.json").read_text())["members"][0]
     assert member["source"] == "retrained"
 

@@ -71,9 +71,11 @@ def _promote_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict_args(parser: argparse.ArgumentParser) -> None:
+    # the forms depend on mlflow.backend (read later): a wrong one is refused with the forms it takes
     parser.add_argument("--model", default=None, metavar="URI",
-                        help="MLflow model URI, e.g. models:/digits-cnn@champion, or a .keras file "
-                             "(default: models:/<register.model_name>@champion)")
+                        help="a registered model, as the tracking backend addresses it (MLflow's model URI with "
+                             "an alias or a version), or a .keras file (default: the champion of "
+                             "register.model_name)")
     parser.add_argument("--top", type=positive_int, default=1, metavar="K", help="show the K most likely classes")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
 
@@ -87,7 +89,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("ablate", "pipeline.stages.ablate:run", "retrain the best configuration with one change at a time, "
             "several seeds each, and test each change"),
     Command("evaluate", "pipeline.stages.evaluate:run", "evaluate the trained model on the test split"),
-    Command("register", "pipeline.stages.register:run", "register the model in MLflow with alias challenger"),
+    Command("register", "pipeline.stages.register:run", "register the model (MLflow registry) with alias challenger"),
     Command("report", "pipeline.stages.report:run", "turn the trials into answers to the guide's questions"),
     Command("promote", "pipeline.stages.promote:run", "make the challenger champion if it wins on the test split",
             _promote_args),

@@ -402,6 +402,9 @@ class AblateConfig(Section):
 
 
 class MlflowConfig(Section):
+    # The tracking store's settings (the section keeps its name for existing params.yaml files).
+    # a name in pipeline.registry.TRACKING_BACKENDS (the code: pipeline/tracking/, see pipeline.tracking.api)
+    backend: Annotated[str, AfterValidator(registry.TRACKING_BACKENDS.check)] = "mlflow"
     experiment: Annotated[str, AfterValidator(_not_blank)] = "cnn-tuning"
     # null: sqlite file mlflow.db at the repository root (MLFLOW_TRACKING_URI overrides).
     tracking_uri: str | None = None

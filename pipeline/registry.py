@@ -1,4 +1,5 @@
-"""One registry per kind of pluggable thing: learning-rate schedules, tuners, data sources, architectures.
+"""One registry per kind of pluggable thing: learning-rate schedules, tuners, data sources, architectures,
+tracking backends.
 
 A name is declared once, with what it needs, in a ``Registry``; everything else reads it:
 ``pipeline.config`` validates ``params.yaml`` against the registered names (and adds each schedule's
@@ -215,10 +216,19 @@ class ArchitectureKind:
     doc: str = ""
 
 
+@dataclass(frozen=True)
+class TrackingBackend:
+    """A tracking store behind ``pipeline.tracking.api.Tracker`` (``mlflow.backend``; MLflow built in)."""
+
+    name: str
+    doc: str = ""
+
+
 SCHEDULES: Registry[Schedule] = Registry("lr_schedule", "search_space.lr_schedule", builtins="pipeline.lr_schedules")
 TUNERS: Registry[TunerKind] = Registry("tuner", "tune.tuner")
 SOURCES: Registry[SourceKind] = Registry("data source", "data.source")
 ARCHITECTURES: Registry[ArchitectureKind] = Registry("architecture", "search_space.architecture")
+TRACKING_BACKENDS: Registry[TrackingBackend] = Registry("tracking backend", "mlflow.backend")
 
 
 def schedule_knobs(registry: Registry[Schedule] = SCHEDULES) -> dict[str, Knob]:
@@ -270,7 +280,12 @@ for _architecture in (
 ):
     ARCHITECTURES.register(_architecture)
 
+# the code: pipeline/tracking/backends.py binds each to its Tracker class
+TRACKING_BACKENDS.register(TrackingBackend("mlflow", "MLflow runs and Model Registry (SQLite at the repository root, "
+                                                     "or a tracking server)"))
+
 del _tuner, _source, _architecture
 
-__all__ = ["ARCHITECTURES", "SCHEDULES", "SOURCES", "TUNERS", "ArchitectureKind", "Knob", "Registry", "Schedule",
-           "SourceKind", "TunerKind", "UnknownNameError", "knob_users", "schedule_knobs"]
+__all__ = ["ARCHITECTURES", "SCHEDULES", "SOURCES", "TRACKING_BACKENDS", "TUNERS", "ArchitectureKind", "Knob",
+           "Registry", "Schedule", "SourceKind", "TrackingBackend", "TunerKind", "UnknownNameError", "knob_users",
+           "schedule_knobs"]

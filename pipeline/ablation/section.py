@@ -151,9 +151,10 @@ def section(doc: Document, results_path: Path | None, figures_dir: Path, best: d
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(figure, target)
         doc.image(target, "ablation: effect of each change on the metric, with 95% intervals")
-    mlflow = results.get("mlflow") or {}
-    if mlflow.get("run_name"):
-        doc.paragraph(f"MLflow: run {mlflow['run_name']} ({mlflow.get('run_id')}), one nested run per variant and "
+    run = results.get("mlflow") or {}  # the ablation's tracked run (the key predates other backends)
+    if run.get("run_name"):
+        where = {"mlflow": "MLflow"}.get(run.get("backend", "mlflow"), run.get("backend"))
+        doc.paragraph(f"{where}: run {run['run_name']} ({run.get('run_id')}), one nested run per variant and "
                       "seed.")
     return {"evidence": ABLATION, "variants": len(rows), "seeds": seeds, "epochs": epochs,
-            "run_id": mlflow.get("run_id")}
+            "run_id": run.get("run_id")}

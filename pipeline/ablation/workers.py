@@ -143,9 +143,9 @@ def main(argv: Sequence[str]) -> int:
     space = SearchSpaceConfig.model_validate(job["search_space"])
     tracker = None
     if job.get("tracking"):
-        from pipeline.tracking.ablation_run import ChildRuns
+        from pipeline.tracking.api import child_runs
 
-        tracker = ChildRuns(**job["tracking"])
+        tracker = child_runs(job["tracking"])
 
     def on_run(record: dict[str, Any]) -> None:
         print(RUN_LINE + json.dumps(record, default=str), flush=True)

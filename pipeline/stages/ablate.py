@@ -3,7 +3,7 @@
 Reads ``results/tune/best_hparams.json`` and ``data/processed``; trains the best configuration
 and every variant of ``ablate.dimensions`` for ``ablate.epochs``, each at its own best learning
 rate, with ``ablate.seeds`` seeds and more where power needs them (``pipeline.ablation.experiment``),
-each run a nested MLflow run under ``ablation-<time>``;
+each run a nested tracked run under ``ablation-<time>`` (``pipeline.tracking.api``);
 writes ``results/ablate/``: results.json (every run, every effect with its interval),
 verdicts.json (the report's evidence, ``evidence: "ablation"``) and effects.png.
 ``ablate.enabled: false`` writes the same files empty, and the report keeps the search's answers.
@@ -43,8 +43,7 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     from pipeline.ablation.experiment import run_experiment
     from pipeline.ablation.plan import METRIC, plan_variants
     from pipeline.data.store import load_meta
-    from pipeline.tracking.ablation_run import AblationRun
-    from pipeline.tracking.store import configure
+    from pipeline.tracking.api import open_tracker
 
     meta = load_meta(paths.PROCESSED_DIR)
     searched_on = best.get("data_fingerprint")
@@ -61,30 +60,31 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     for item in skipped:
         print(f"  skipped {item['dimension']}={item['value']}: {item['reason']}")
 
-    tracking_uri = configure(params)
+    tracker = open_tracker(params)
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"), "stage": "ablate",
             "data_fingerprint": meta.get("fingerprint")}
     started = time.monotonic()
-    with AblationRun(tracking_uri, params.mlflow.experiment, _settings(config, params.seed, epochs, len(variants)),
-                     tags, child_tags={"data_fingerprint": str(meta.get("fingerprint"))}) as mlflow_run:
+    with tracker.start_ablation_run(_settings(config, params.seed, epochs, len(variants)), tags,
+                                    child_tags={"data_fingerprint": str(meta.get("fingerprint"))}) as run_log:
 
         def train(chosen: list[Any], seeds: Any, run_epochs: int, what: str) -> list[dict[str, Any]]:
             total = sum(len(seeds.get(v.name, ())) if isinstance(seeds, dict) else len(seeds) for v in chosen)
             print(f"ablate: {what}: {total} runs of {run_epochs} epochs", flush=True)
-            return _train(params, chosen, seeds, run_epochs, meta, mlflow_run, run_printer(total, METRIC))
+            return _train(params, chosen, seeds, run_epochs, meta, run_log, run_printer(total, METRIC))
 
         outcome = run_experiment(variants, config, params.seed, epochs, train)
         results, found, verdicts = _findings(config, best, meta, outcome, epochs)
         results |= {"skipped": skipped, "seconds": round(time.monotonic() - started, 1),
-                    "mlflow": {"tracking_uri": tracking_uri, "experiment_id": mlflow_run.experiment_id,
-                               "run_id": mlflow_run.run_id, "run_name": mlflow_run.run_name}}
+                    # the key keeps its name: the report's ablation section reads it in older results too
+                    "mlflow": {"tracking_uri": tracker.location, "experiment_id": run_log.ref.experiment,
+                               "run_id": run_log.ref.id, "run_name": run_log.ref.name, "backend": tracker.backend}}
         _write_outputs(results, found, verdicts, config.min_effect)
-        mlflow_run.finish(_summary(found, results["seconds"], METRIC),
-                          {"verdicts": "; ".join(f"{v.question}: {v.label}" for v in verdicts)},
-                          [RESULTS_FILE, VERDICTS_FILE, FIGURE_FILE])
+        run_log.finish(_summary(found, results["seconds"], METRIC),
+                       {"verdicts": "; ".join(f"{v.question}: {v.label}" for v in verdicts)},
+                       [RESULTS_FILE, VERDICTS_FILE, FIGURE_FILE])
     _print_findings(found, verdicts, METRIC)
-    print(f"ablate: {len(outcome.runs)} runs in {results['seconds']:.0f} s -> {ABLATE_DIR}/; MLflow run "
-          f"{mlflow_run.run_name} ({mlflow_run.run_id})")
+    print(f"ablate: {len(outcome.runs)} runs in {results['seconds']:.0f} s -> {ABLATE_DIR}/; {tracker.backend} run "
+          f"{run_log.ref}")
     return 0
 
 
@@ -208,18 +208,18 @@ def _print_findings(found: list[Any], verdicts: list[Any], metric: str) -> None:
 
 
 def _train(params, variants: list[Any], seeds: list[int], epochs: int, meta: dict[str, Any],  # noqa: ANN001
-           mlflow_run: Any, on_run: Any) -> list[dict[str, Any]]:
+           run_log: Any, on_run: Any) -> list[dict[str, Any]]:
     """The runs, in ``ablate.workers`` worker processes or (1) in this one."""
     if params.ablate.workers > 1:
         from pipeline.ablation.workers import run_in_workers
 
         return run_in_workers(variants, seeds, epochs, workers=params.ablate.workers,
                               search_space=params.search_space.model_dump(mode="json"),
-                              data_dir=str(paths.PROCESSED_DIR), tracking=mlflow_run.child_settings(), on_run=on_run)
+                              data_dir=str(paths.PROCESSED_DIR), tracking=run_log.child_settings(), on_run=on_run)
     from pipeline.ablation.runs import Splits, model_builder, run_ablation
     from pipeline.data.store import load_split
 
     data = Splits(*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"),
                   *load_split(paths.PROCESSED_DIR, "test"))
     build = model_builder(params.search_space, meta["input_shape"], meta["num_classes"], epochs)
-    return run_ablation(variants, seeds, build, data, epochs, tracker=mlflow_run, on_run=on_run)
+    return run_ablation(variants, seeds, build, data, epochs, tracker=run_log, on_run=on_run)

@@ -71,7 +71,7 @@ def load_checked_model() -> tuple[dict[str, Any], dict[str, Any], Any]:
     from pipeline.data.store import load_meta
     from pipeline.errors import PipelineError
     from pipeline.evaluation.model_io import load_model_file
-    from pipeline.tracking.train_run import read_train_run
+    from pipeline.tracking.api import read_train_run
 
     record = read_train_run(paths.TRAIN_RUN_FILE)
     meta = load_meta(paths.PROCESSED_DIR)
@@ -120,15 +120,14 @@ def write_outputs(evaluated: dict[str, Any], y_test: np.ndarray, proba: np.ndarr
 
 def log_and_print(params: Any, run_id: str, metrics: dict[str, Any], baselines: dict[str, Any], samples: int) -> None:
     from pipeline.evaluation.baselines import MARGIN_KEY
-    from pipeline.tracking.store import configure
-    from pipeline.tracking.train_run import log_to_run
+    from pipeline.tracking.api import open_tracker
 
-    configure(params)
+    tracker = open_tracker(params)
     baseline_metrics = {f"baseline_{k}_test_accuracy": v for k, v in baselines["baselines"].items()}
     if baselines[MARGIN_KEY] is not None:
         baseline_metrics[MARGIN_KEY] = baselines[MARGIN_KEY]
-    log_to_run(run_id, {**mlflow_metrics(metrics), **baseline_metrics},
-               artifacts=[paths.EVALUATE_METRICS_FILE, paths.CONFUSION_PNG, paths.CONFUSION_CSV])
+    tracker.log_to_run(run_id, {**mlflow_metrics(metrics), **baseline_metrics},
+                       artifacts=[paths.EVALUATE_METRICS_FILE, paths.CONFUSION_PNG, paths.CONFUSION_CSV])
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, macro F1 {metrics['f1_macro']:.4f}, "
           f"generalization gap {metrics['generalization_gap']:+.4f} ({samples} test samples); "
           f"wrote {paths.EVALUATE_METRICS_FILE}")

@@ -1,8 +1,8 @@
 """``predict``: classify image files with a registered model (or a ``.keras`` file).
 
 Images are preprocessed exactly like the model's training data: the data description
-(input shape, pixel scale, normalization, class names) is read from the model's MLflow
-metadata, or from ``data/processed/meta.json`` for a plain ``.keras`` file.
+(input shape, pixel scale, normalization, class names) is read from the model's metadata in the
+tracker, or from ``data/processed/meta.json`` for a plain ``.keras`` file.
 """
 
 from __future__ import annotations
@@ -25,26 +25,21 @@ def load_images(image_paths: list[str], meta: dict[str, Any],
     return load_for_prediction([Path(p) for p in image_paths], meta, unreadable)
 
 
-def _load_model(uri: str) -> tuple[Any, dict[str, Any]]:
-    """(Keras model, data description) for a registry/run URI or a ``.keras`` file."""
+def _load_model(locator: Any, tracker: Any) -> tuple[Any, dict[str, Any]]:
+    """(Keras model, data description) for a ``ModelLocator``: a tracked model or a ``.keras`` file."""
     from pipeline.evaluation.model_io import load_model_file, register_custom_objects
 
-    if uri.endswith(".keras") and "://" not in uri:
+    if locator.file is not None:
         from pipeline.data.store import load_meta
 
-        return load_model_file(Path(uri)), load_meta(paths.PROCESSED_DIR)
-    from pipeline.tracking import registry
-
-    if not registry.is_model_uri(uri):
-        raise PipelineError(f"--model {uri}: expected {registry.MODEL_URI_FORMS} or a .keras file")
-
+        return load_model_file(locator.file), load_meta(paths.PROCESSED_DIR)
     register_custom_objects()
-    meta = registry.data_metadata(uri)
+    meta = tracker.model_data(locator.model)
     if meta is None:  # a model logged without the data description
         from pipeline.data.store import load_meta
 
         meta = load_meta(paths.PROCESSED_DIR)
-    return registry.load_keras(uri), meta
+    return tracker.load_model(locator.model), meta
 
 
 def format_prediction(file: Path, proba: np.ndarray, class_names: list[str], top: int) -> str:
@@ -55,14 +50,11 @@ def format_prediction(file: Path, proba: np.ndarray, class_names: list[str], top
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     if args.top < 1:
         raise PipelineError(f"--top {args.top}: allowed: 1 or more")
-    from pipeline.tracking.registry import champion_uri, is_model_uri
+    from pipeline.tracking.api import locate_model
 
-    uri = args.model or champion_uri(params.register.model_name)
-    if "://" in uri or is_model_uri(uri):
-        from pipeline.tracking.store import configure
-
-        configure(params)
-    model, meta = _load_model(uri)
+    # a tracked model connects to the store (and a malformed address is refused before that)
+    locator, tracker = locate_model(params, args.model)
+    model, meta = _load_model(locator, tracker)
     class_names = [str(c) for c in meta["class_names"]]
     from pipeline.model.export import takes_raw_input
 
@@ -72,12 +64,12 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     x, files = load_images(list(args.paths), meta, unreadable)
     expected = tuple(model.input_shape[1:])
     if tuple(x.shape[1:]) != expected:
-        raise PipelineError(f"images were prepared as {tuple(x.shape[1:])} but {uri} expects {expected}")
+        raise PipelineError(f"images were prepared as {tuple(x.shape[1:])} but {locator} expects {expected}")
     from pipeline.evaluation.metrics import predict_proba
 
     proba = predict_proba(model, x)
     top = min(args.top, len(class_names))
-    print(f"# {uri}: file, then the {top} most likely class(es) with probability")
+    print(f"# {locator}: file, then the {top} most likely class(es) with probability")
     for file, row in zip(files, proba, strict=True):
         print(format_prediction(file, row, class_names, top))
     for file, reason in unreadable:  # after the others' predictions: one bad file costs only itself

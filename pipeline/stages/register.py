@@ -1,4 +1,4 @@
-"""Stage ``register``: the trained model as a new version in the MLflow Model Registry.
+"""Stage ``register``: the trained model as a new version in the tracker's model registry (MLflow's).
 
 The model is logged into the train run with a signature (what it takes: raw pixels of the
 source's scale, or normalized arrays for older models) and the data description, registered
@@ -77,7 +77,7 @@ def version_tags(metrics: dict[str, Any], record: dict[str, Any], commit: str | 
 
 def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     from pipeline.evaluation.model_io import file_sha256
-    from pipeline.tracking.train_run import read_train_run
+    from pipeline.tracking.api import read_train_run
 
     record = read_train_run(paths.TRAIN_RUN_FILE)
     metrics = read_handoff(paths.EVALUATE_METRICS_FILE, producer="evaluate", required="accuracy")
@@ -96,40 +96,38 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
 
     from pipeline.evaluation.model_io import load_model_file, model_fingerprint
     from pipeline.model.export import input_kind
-    from pipeline.tracking import registry
+    from pipeline.tracking.api import CHALLENGER, open_tracker
     from pipeline.tracking.context import context_tags, git_commit
-    from pipeline.tracking.store import configure
 
     name = params.register.model_name
-    configure(params)
+    tracker = open_tracker(params)
     model = load_model_file(paths.MODEL_FILE)
     content_hash = model_fingerprint(model)
-    version = registry.find_version_by_hash(name, content_hash)
+    version = tracker.find_version_by_hash(name, content_hash)
     if version is not None:
         print(f"{paths.MODEL_FILE} holds the same architecture and weights as {name} version {version.version}; "
               "reusing it (no new version)")
     else:
-        version = registry.register_keras_model(
+        version = tracker.register_model(
             model, name=name, run_id=record["run_id"], input_shape=tuple(data["input_shape"]),
             num_classes=int(data["num_classes"]), content_hash=content_hash, metadata=data,
             input_kind=input_kind(model), input_dtype=str(model.inputs[0].dtype),
             tags={**version_tags(metrics, record, git_commit()), **context_tags()})
         print(f"registered {name} version {version.version} from run {record['run_id']}")
-    registry.set_version_tags(name, version.version, {"gate": "passed" if gate.passed else "failed",
+    tracker.set_version_tags(version, {"gate": "passed" if gate.passed else "failed",
                                                       "gate_reason": gate.reason})
     if gate.passed:
-        registry.set_alias(name, registry.CHALLENGER, version.version)
-        print(f"alias {registry.CHALLENGER} -> {name} version {version.version} ({version.uri}): {gate.reason}; "
+        tracker.set_alias(version, CHALLENGER)
+        print(f"alias {CHALLENGER} -> {name} version {version.version} ({version.address}): {gate.reason}; "
               "`python -m pipeline promote` compares it with the champion")
     else:
-        current = registry.version_for_alias(name, registry.CHALLENGER)
-        stays = f"{registry.CHALLENGER} stays version {current.version}" if current else \
-            f"{name} has no {registry.CHALLENGER}"
+        current = tracker.version_for_alias(name, CHALLENGER)
+        stays = f"{CHALLENGER} stays version {current.version}" if current else f"{name} has no {CHALLENGER}"
         print(f"gate failed: {gate.reason}; {name} version {version.version} registered without an alias, {stays}")
 
     # the train run's id is evaluate's metric already: once is enough for `dvc exp show`
     out = {"name": name, "version": version.version, "gate": "passed" if gate.passed else "failed",
-           "alias": registry.CHALLENGER if gate.passed else None}
+           "alias": CHALLENGER if gate.passed else None}
     paths.REGISTER_DIR.mkdir(parents=True, exist_ok=True)
     write_json_atomic(paths.REGISTERED_MODEL_FILE, out)
     return 0

@@ -1,4 +1,4 @@
-"""DVC stage ``report``: the trials of ``tune`` -> results/report/ (and the search's MLflow run)."""
+"""DVC stage ``report``: the trials of ``tune`` -> results/report/ (and the search's tracked run)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pipeline.paths import (
 def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 - pipeline.config.Params
     from pipeline.report import Inputs, build_report
     from pipeline.report.load import load_json
-    from pipeline.tracking.report_artifacts import log_report
+    from pipeline.tracking.api import tracker_for
 
     evidence, ablation = _ablation_evidence(load_json(BEST_HPARAMS_FILE))
 
@@ -47,7 +47,8 @@ def run(params, args: argparse.Namespace | None = None) -> int:  # noqa: ANN001 
           f"-> {REPORT_DIR}/report.html")
     for answer in summary["answers"].values():
         print(f"  {answer['question']} {answer['verdict']}")
-    log_report(params, load_json(BEST_HPARAMS_FILE).get("search_run_id"), REPORT_DIR)
+    # a store that cannot be reached is a warning here: the report itself is written
+    tracker_for(params).log_report(load_json(BEST_HPARAMS_FILE).get("search_run_id"), REPORT_DIR)
     return 0
 
 

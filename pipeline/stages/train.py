@@ -59,10 +59,9 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     from pipeline.atomic import write_json_atomic
     from pipeline.model.final import member_plan, train_final
     from pipeline.progress import Progress
-    from pipeline.tracking.store import configure
-    from pipeline.tracking.train_run import TrainRun
+    from pipeline.tracking.api import open_tracker
 
-    tracking_uri = configure(params)
+    tracker = open_tracker(params)  # fails in seconds when the store is unusable, before any training
     objective = best.get("objective") or params.tune.objective
     complete = completer(params)
 
@@ -81,20 +80,20 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
             "ensemble_trials": ",".join(str(c["trial_id"]) for c in candidates)}
     train = params.train
     progress = Progress(len(candidates) * train.epochs, "train epoch", budget=budget)
-    with TrainRun(tracking_uri, best["values"], tags) as mlflow_run:
+    with tracker.start_train_run(best["values"], tags) as run_log:
         final = train_final(candidates, build, data, epochs=train.epochs, patience=train.early_stopping_patience,
                             objective=objective, seed=params.seed, tolerance=train.reproduce_tolerance,
                             margin=train.ensemble_margin, budget=budget,
-                            on_epoch=epoch_printer(mlflow_run, len(candidates), train.epochs, progress),
+                            on_epoch=epoch_printer(run_log, len(candidates), train.epochs, progress),
                             on_member=member_printer(objective, train.reproduce_tolerance, progress, train.epochs))
-        averaged = log_summary(mlflow_run, final, best, objective, train)
-        save_model(final, meta, mlflow_run)
-        record = {**train_record(mlflow_run, tracking_uri, best, objective, final, meta),
-                  "time_budget": budget_report(budget, final, mlflow_run)}
+        averaged = log_summary(run_log, final, best, objective, train)
+        save_model(final, meta, run_log)
+        record = {**train_record(run_log.ref, tracker.location, best, objective, final, meta),
+                  "time_budget": budget_report(budget, final, run_log)}
     write_json_atomic(paths.TRAIN_RUN_FILE, json.loads(json.dumps(record, default=str)))
     print(f"trained {len(final.members)} model(s), averaged {averaged}: validation "
           f"{objective} {final.score:.4f}; saved {paths.MODEL_FILE}; "
-          f"MLflow run {mlflow_run.run_name} ({mlflow_run.run_id})")
+          f"{tracker.backend} run {run_log.ref}")
     return 0
 
 
@@ -135,12 +134,12 @@ def completer(params: Any) -> Any:
     return complete
 
 
-def epoch_printer(mlflow_run: Any, members: int, epochs: int, progress: Any) -> Any:
+def epoch_printer(run_log: Any, members: int, epochs: int, progress: Any) -> Any:
     """A ``pipeline.progress.Progress`` line per epoch of each member (done/total epochs, elapsed, ETA);
     the best configuration's curves are the run's (and dvc plots')."""
     def on_epoch(index: int, epoch: int, logs: dict[str, float]) -> None:
         if index == 0:
-            mlflow_run.log_epoch(epoch, logs)
+            run_log.log_epoch(epoch, logs)
         progress.step(f"member {index + 1}/{members} epoch {epoch + 1}/{epochs}: "
                       + "  ".join(f"{k} {logs[k]:.4f}" for k in HISTORY_COLUMNS[1:] if k in logs))
 
@@ -165,7 +164,7 @@ def member_printer(objective: str, tolerance: float, progress: Any = None, epoch
     return on_member
 
 
-def log_summary(mlflow_run: Any, final: Any, best: dict[str, Any], objective: str, train: Any) -> int:
+def log_summary(run_log: Any, final: Any, best: dict[str, Any], objective: str, train: Any) -> int:
     """The run's summary metrics and reproduction tags; returns how many members were averaged."""
     left_out = [m for m in final.members if not m.in_ensemble]
     for m in left_out:
@@ -177,14 +176,14 @@ def log_summary(mlflow_run: Any, final: Any, best: dict[str, Any], objective: st
                "epochs_run": final.members[0].epochs_run}
     for m in final.members:
         summary[f"member_{m.index}_{objective}"] = m.score
-    mlflow_run.log_summary(summary, tags={
+    run_log.log_summary(summary, tags={
         "reproduced_search": str(not short).lower(),
         **({"short_of_search": ",".join(f"{m.trial_id}:{m.shortfall:.4f}" for m in short)} if short else {}),
     })
     return len(final.members) - len(left_out)
 
 
-def budget_report(budget: Any, final: Any, mlflow_run: Any) -> dict[str, Any]:
+def budget_report(budget: Any, final: Any, run_log: Any) -> dict[str, Any]:
     """The line saying the budget stopped training (when it did), its metrics on the run, and run.json's
     ``time_budget``: budget and time spent in seconds, whether it stopped training, models trained of planned."""
     trained, planned = len(final.members), final.planned or len(final.members)
@@ -193,12 +192,12 @@ def budget_report(budget: Any, final: Any, mlflow_run: Any) -> dict[str, Any]:
         print(f"{budget.describe()}: trained {trained} of {planned} model(s)"
               f"{' (' + ', '.join(cut) + ')' if cut else ''}", flush=True)
     metrics = budget.metrics()
-    mlflow_run.log_summary({**metrics, "models_trained": trained, "models_planned": planned})
+    run_log.log_summary({**metrics, "models_trained": trained, "models_planned": planned})
     return {"budget_s": budget.seconds, "spent_s": metrics["time_spent_s"], "stopped_by_budget": budget.stopped,
             "models_trained": trained, "models_planned": planned}
 
 
-def save_model(final: Any, meta: dict[str, Any], mlflow_run: Any) -> None:
+def save_model(final: Any, meta: dict[str, Any], run_log: Any) -> None:
     """The averaged model taking raw pixels, and the best member's history for dvc plots."""
     from pipeline.atomic import replace_atomic, write_text_atomic
     from pipeline.model.export import with_input_preprocessing
@@ -207,17 +206,18 @@ def save_model(final: Any, meta: dict[str, Any], mlflow_run: Any) -> None:
     with replace_atomic(paths.MODEL_FILE) as tmp:
         model.save(tmp)
     write_text_atomic(paths.HISTORY_FILE, history_csv(final.members[0].history))
-    mlflow_run.log_artifact(paths.HISTORY_FILE)
+    run_log.log_artifact(paths.HISTORY_FILE)
 
 
-def train_record(mlflow_run: Any, tracking_uri: str, best: dict[str, Any], objective: str, final: Any,
+def train_record(run: Any, location: str, best: dict[str, Any], objective: str, final: Any,
                  meta: dict[str, Any]) -> dict[str, Any]:
-    """What evaluate/register read about this run (train_run.json)."""
+    """What evaluate/register read about this run (train_run.json); ``run``: its ``RunRef``, ``location``:
+    the store's (the key keeps its name ``tracking_uri``)."""
     return {
-        "run_id": mlflow_run.run_id,
-        "experiment_id": mlflow_run.experiment_id,
-        "tracking_uri": tracking_uri,
-        "run_name": mlflow_run.run_name,
+        "run_id": run.id,
+        "experiment_id": run.experiment,
+        "tracking_uri": location,
+        "run_name": run.name,
         "search_run_id": best.get("search_run_id"),
         "trial_id": best.get("trial_id"),
         "hparams": best["values"],

@@ -1,1 +1,1 @@
-"""MLflow: the only package that imports mlflow (store, run layout, trial logging, registry)."""
+"""Tracking: the seam the pipeline calls (``api``) and its MLflow backend, the only package that imports mlflow."""

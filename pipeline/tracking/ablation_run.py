@@ -21,6 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import TrackingError
+from pipeline.tracking.api import RunRef
 from pipeline.tracking.context import context_tags, git_commit
 from pipeline.tracking.retry import RetryingClient
 from pipeline.tracking.train_run import metric_key
@@ -121,9 +122,13 @@ class AblationRun:
                                                         self.children.end_run)
         self._ended = False
 
+    @property
+    def ref(self) -> RunRef:
+        return RunRef(self.run_id, self.run_name, self.experiment_id)
+
     def child_settings(self) -> dict[str, Any]:
-        """What a worker process needs for ``ChildRuns(**settings)``."""
-        return {"tracking_uri": self.tracking_uri, "experiment_id": self.experiment_id,
+        """What a worker process needs for ``ChildRuns`` (``pipeline.tracking.api.child_runs``)."""
+        return {"backend": "mlflow", "tracking_uri": self.tracking_uri, "experiment_id": self.experiment_id,
                 "parent_run_id": self.run_id, "tags": self.children.tags}
 
     def finish(self, metrics: Mapping[str, float], tags: Mapping[str, Any], artifacts: Iterable[Path]) -> None:

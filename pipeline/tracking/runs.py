@@ -18,6 +18,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import TrackingError
+from pipeline.tracking.api import RunRef
 from pipeline.tracking.context import context_tags, git_commit
 from pipeline.tracking.redact import redact
 from pipeline.tracking.retry import RetryingClient
@@ -194,6 +195,10 @@ class SearchRun:
         if not found:
             return None
         return cls(tracking_uri, experiment.experiment_id, found[0].info.run_id, search_hash, resumed=True)
+
+    @property
+    def ref(self) -> RunRef:
+        return RunRef(self.run_id, experiment=self.experiment_id)
 
     def trial_logger(self, tags: dict[str, str] | None = None) -> TrialRunLogger:
         return TrialRunLogger(self.tracking_uri, self.experiment_id, self.run_id, self.search_hash, tags)

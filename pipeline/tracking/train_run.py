@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import TrackingError
-from pipeline.handoff import read_handoff
+from pipeline.tracking.api import RunRef
+from pipeline.tracking.api import read_train_run as read_train_run  # its old home: tests import it from here
 from pipeline.tracking.context import context_tags, git_commit
 
 # MLflow's run-id environment variable: `mlflow run` sets it so that the entry point's
@@ -63,6 +64,10 @@ class TrainRun:
         self.run_id = self._run.info.run_id
         self.experiment_id = self._run.info.experiment_id
 
+    @property
+    def ref(self) -> RunRef:
+        return RunRef(self.run_id, self.run_name, self.experiment_id)
+
     def log_epoch(self, epoch: int, logs: Mapping[str, Any]) -> None:
         """Metrics of one finished epoch, ``epoch`` counted from 1 (the MLflow step)."""
         metrics = {metric_key(k): float(v) for k, v in logs.items()
@@ -106,8 +111,3 @@ def log_to_run(run_id: str, metrics: Mapping[str, float], artifacts: list[Path] 
         client.set_tag(run_id, key, str(value))
     for path in artifacts or []:
         client.log_artifact(run_id, str(path))
-
-
-def read_train_run(path: Path) -> dict[str, Any]:
-    """The train stage's record of its run (``results/train/run.json``), as evaluate and register read it."""
-    return read_handoff(path, producer="train", required="run_id")

@@ -102,7 +102,7 @@ class Child:
 def run_distributed(params: Any, workers: int, role: str | None) -> int:
     """The stage in distributed mode (``role`` None: chief and workers all on this machine)."""
     from pipeline.data.store import load_meta, load_split
-    from pipeline.tracking.store import configure
+    from pipeline.tracking.api import open_tracker
     from pipeline.tuning.identity import search_hash
 
     address = os.environ.get("KERASTUNER_ORACLE_IP") or params.tune.chief_address
@@ -114,7 +114,7 @@ def run_distributed(params: Any, workers: int, role: str | None) -> int:
             print(f"[launcher] warning: tune.chief_address {address or '(empty)'}: the chief listens on all "
                   f"interfaces (port {port}) without authentication; use 127.0.0.1 unless workers on other "
                   "hosts need it, behind a firewall", file=sys.stderr, flush=True)
-    tracking_uri = configure(params)
+    tracker = open_tracker(params)
     meta = load_meta(paths.PROCESSED_DIR)
     fingerprint = meta["fingerprint"]
     digest = search_hash(params, fingerprint)
@@ -122,12 +122,12 @@ def run_distributed(params: Any, workers: int, role: str | None) -> int:
     if role == "worker":
         base = os.environ["KERASTUNER_TUNER_ID"]
         ids = [base] if workers == 1 else [f"{base}-{k}" for k in range(workers)]
-        return _worker_host(params, ids, tracking_uri, digest, connect, port)
+        return _worker_host(params, ids, tracker, digest, connect, port)
     x, y = load_split(paths.PROCESSED_DIR, "train")
-    return _chief_host(params, workers, tracking_uri, digest, fingerprint, (x, y), address, connect, port)
+    return _chief_host(params, workers, tracker, digest, fingerprint, (x, y), address, connect, port)
 
 
-def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, fingerprint: str,
+def _chief_host(params: Any, workers: int, tracking: Any, digest: str, fingerprint: str,
                 train: tuple[Any, Any], address: str, connect: str, port: int) -> int:
     from pipeline.time_budget import TimeBudget
     from pipeline.tuning.records import add_wall_seconds, collect_records, ended_run_statuses
@@ -138,7 +138,7 @@ def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, finge
     project_dir = Path(params.tune.directory) / f"search-{digest}"
     if not params.tune.resume and project_dir.exists():
         shutil.rmtree(project_dir)  # the chief and the workers always reload: start over here, once
-    search_run = open_search_run(params, tracking_uri, digest, fingerprint, *train)
+    search_run = open_search_run(params, tracking, digest, fingerprint, *train)
     tracker = search_run.trial_logger()
     base = {**_base_env(params, digest, search_run.worker_environment(), port),
             BUDGET_START_ENV: repr(budget.started)}  # the workers spend the launcher's budget, not their own
@@ -146,7 +146,7 @@ def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, finge
                                      "CUDA_VISIBLE_DEVICES": ""})  # the chief trains nothing
     children = _worker_children(base, [f"tuner{k}" for k in range(workers)], connect)
     print(f"[launcher] distributed search {digest}: chief on {address}:{port}, {workers} worker(s) "
-          f"({base[ENV_THREADS]} CPU thread(s) each), parent run {search_run.run_id}", flush=True)
+          f"({base[ENV_THREADS]} CPU thread(s) each), parent run {search_run.ref}", flush=True)
     start = time.perf_counter()
     try:
         chief.start()
@@ -180,17 +180,15 @@ def _chief_host(params: Any, workers: int, tracking_uri: str, digest: str, finge
     return 0
 
 
-def _worker_host(params: Any, ids: list[str], tracking_uri: str, digest: str, connect: str, port: int) -> int:
-    from pipeline.tracking.runs import SearchRun
-
+def _worker_host(params: Any, ids: list[str], tracking: Any, digest: str, connect: str, port: int) -> int:
     timeout = float(os.environ.get(ENV_CHIEF_TIMEOUT, "600"))
     print(f"[launcher] waiting for the chief at {connect}:{port} (search {digest})", flush=True)
     if not wait_for_port(connect, port, timeout):
         raise PipelineError(f"no chief answers at {connect}:{port} after {timeout:.0f} s; start the chief host "
                             "first (KERASTUNER_TUNER_ID=chief) and check KERASTUNER_ORACLE_IP/PORT")
-    search_run = _wait_for(lambda: SearchRun.find(tracking_uri, params.mlflow.experiment, digest), 60)
+    search_run = _wait_for(lambda: tracking.find_search(digest), 60)
     if search_run is None:
-        raise PipelineError(f"no search run with search hash {digest} in {tracking_uri}: this host's params.yaml "
+        raise PipelineError(f"no search run with search hash {digest} in {tracking.location}: this host's params.yaml "
                             "or data/processed differ from the chief's, or it logs to another tracking store")
     from pipeline.tuning.session import BUDGET_START_ENV
 

@@ -11,10 +11,13 @@ import os
 import signal
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import paths
 from pipeline.errors import PipelineError, TrackingError
+
+if TYPE_CHECKING:
+    from pipeline.tracking.api import Tracker
 
 # How many distinct configurations best_hparams.json lists for train (train.configurations takes
 # the first ones): a constant, so that tune does not depend on the train section of params.yaml.
@@ -31,11 +34,11 @@ def run_local(params: Any, *, trials_per_process: int = 0) -> Any:
     asking for a fresh process to continue it (``trials_per_process``; its search run left open)."""
     from pipeline.data.store import load_meta, load_split
     from pipeline.time_budget import TimeBudget
-    from pipeline.tracking.store import configure
+    from pipeline.tracking.api import open_tracker
 
     started = os.environ.pop(BUDGET_START_ENV, None)  # the budget counts from the command's start
     budget = TimeBudget(params.tune.time_budget, key="tune.time_budget", started=float(started) if started else None)
-    tracking_uri = configure(params)  # fails in seconds if the tracking server is down (before Keras loads)
+    tracker = open_tracker(params)  # fails in seconds if the tracking server is down (before Keras loads)
     from pipeline.tuning.tuners import ProcessRecycle  # Keras: tens of seconds of imports on a busy machine
     continued_run = os.environ.pop(CONTINUED_RUN_ENV, None)
     try:
@@ -43,13 +46,11 @@ def run_local(params: Any, *, trials_per_process: int = 0) -> Any:
         data = (*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"))
     except PipelineError as error:
         if continued_run:  # the previous process left the run open for this one
-            from pipeline.tracking.runs import end_open_run
-
-            end_open_run(tracking_uri, continued_run, "FAILED", "; ".join(error.lines))
+            tracker.end_run(continued_run, "FAILED", "; ".join(error.lines))
         raise
     try:
         with sigterm_as_interrupt():
-            tune(params, hypermodel_for(params, meta), data, meta["fingerprint"], tracking_uri=tracking_uri,
+            tune(params, hypermodel_for(params, meta), data, meta["fingerprint"], tracking=tracker,
                  hp_names=list(type(params.search_space).model_fields), out_dir=paths.TUNE_DIR,
                  trials_per_process=trials_per_process, budget=budget)
     except ProcessRecycle as recycle:
@@ -67,9 +68,12 @@ def hypermodel_for(params: Any, meta: dict[str, Any]) -> Any:
 
 
 def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerprint: str, *,
-         tracking_uri: str | None, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR,
-         trials_per_process: int = 0, budget: Any = None) -> dict[str, Any]:
-    """Run or resume the search, log it to MLflow (``tracking_uri`` None: no tracking), write the outputs.
+         tracking: Tracker | None = None, hp_names: list[str] | None, out_dir: Path = paths.TUNE_DIR,
+         trials_per_process: int = 0, budget: Any = None, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Run or resume the search, log it to ``tracking`` (None: no tracking), write the outputs.
+
+    ``tracking_uri``: instead of ``tracking``, the location of a store already connected with these
+    ``params`` (what tests and benchmarks hold); the params' backend interprets it.
 
     ``budget``: a ``pipeline.time_budget.TimeBudget`` (default: ``tune.time_budget`` from the search's start).
 
@@ -90,8 +94,12 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
     require_writable_folder(out_dir)  # now, not after the whole search
     search_run = None
     tracker: TrialTracker = NullTracker()
-    if tracking_uri is not None:
-        search_run = open_search_run(params, tracking_uri, digest, fingerprint, data[0], data[1])
+    if tracking is None and tracking_uri is not None:
+        from pipeline.tracking.api import tracker_for
+
+        tracking = tracker_for(params, tracking_uri)
+    if tracking is not None:
+        search_run = open_search_run(params, tracking, digest, fingerprint, data[0], data[1])
         tracker = search_run.trial_logger()
     try:
         # Inside the try: a tuner state that cannot be reloaded (a torn file) closes the search run too.
@@ -104,7 +112,7 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
         keras.utils.set_random_seed(params.seed)
         result = run_search(tuner, params.tune, data, budget=budget)
     except ProcessRecycle as recycle:
-        recycle.search_run_id = search_run.run_id if search_run is not None else None
+        recycle.search_run_id = search_run.ref.id if search_run is not None else None
         raise  # the search goes on in a new process; its run stays open
     except TrackingError:
         raise  # the store is down (the loop waited for it): the resumed search closes the run
@@ -123,17 +131,16 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
                          budget=result.budget)
 
 
-def open_search_run(params: Any, tracking_uri: str, digest: str, fingerprint: str, x: Any, y: Any) -> Any:
-    """Create or (resume) find the parent run of the search: ``pipeline.tracking.runs.SearchRun``."""
-    from pipeline.tracking.runs import SearchRun
+def open_search_run(params: Any, tracking: Tracker, digest: str, fingerprint: str, x: Any, y: Any) -> Any:
+    """Create or (resume) find the parent run of the search (``Tracker.open_search``)."""
     from pipeline.tuning.identity import flatten, search_definition
 
     definition = search_definition(params, fingerprint)
     run_params = {**flatten("tune", definition["tune"]), **flatten("search_space", definition["search_space"]),
                   "seed": str(params.seed)}
-    return SearchRun.open(
-        tracking_uri, params.mlflow.experiment, digest, tuner=params.tune.tuner, resume=params.tune.resume,
-        params=run_params, tags={"data_fingerprint": fingerprint},
+    return tracking.open_search(
+        digest, tuner=params.tune.tuner, resume=params.tune.resume, params=run_params,
+        tags={"data_fingerprint": fingerprint},
         dataset=(x, y, fingerprint, str(Path(paths.PROCESSED_DIR).resolve())),
     )
 
@@ -181,7 +188,7 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
     top = [candidate(r, objective, project_dir / f"trial_{r.trial_id}")
            for r in top_configurations(records, objective, TOP_CONFIGURATIONS)]
     best = best_hparams(best_trial, objective, top=top, tuner=params.tune.tuner,
-                        search_run_id=search_run.run_id if search_run else None,
+                        search_run_id=search_run.ref.id if search_run else None,
                         data_fingerprint=fingerprint, search_hash=digest)
     write_json(out_dir / paths.BEST_HPARAMS_FILE.name, best)
     if search_run is not None:

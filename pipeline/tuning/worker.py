@@ -68,15 +68,16 @@ def run_worker() -> int:
     from pipeline.data.store import load_split
     from pipeline.errors import TrackingError
     from pipeline.time_budget import TimeBudget
-    from pipeline.tracking.runs import trial_logger_from_environment
+    from pipeline.tracking.api import tracker_for
     from pipeline.tuning.search import run_trials
     from pipeline.tuning.session import BUDGET_START_ENV
     from pipeline.tuning.tracker import NullTracker, TrialTracker
     from pipeline.tuning.tuners import wait_when_idle
 
     params = _params()
-    tracker: TrialTracker = trial_logger_from_environment(tags={"worker": os.environ["KERASTUNER_TUNER_ID"]}) \
-        or NullTracker()
+    # the launcher's search run, described in this process's environment (SearchRun.worker_environment)
+    tracker: TrialTracker = tracker_for(params).trial_logger_from_environment(
+        tags={"worker": os.environ["KERASTUNER_TUNER_ID"]}) or NullTracker()
     data = (*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"))
     tuner = _tuner(params, _hypermodel(params), tracker=tracker)
     wait_when_idle(tuner.oracle)

@@ -232,8 +232,8 @@ class TuneConfig(Section):
     # Configurations every tuner tries first (as Ray Tune's points_to_evaluate), each a mapping of
     # search-space keys to values; keys left out, fixed, or outside the space are drawn as usual.
     initial_points: list[dict[str, Any]] = []
-    # Wall-clock budget of one `tune` run (Optuna's timeout): no trial starts once it is spent, and the
-    # running one ends at its next epoch end, scored on what it reached. Each rerun gets it anew.
+    # Wall-clock budget of one `tune` run (Optuna's timeout): no trial starts once it is spent, and no epoch
+    # that would end past it; the cut trial is scored on what it reached. Each rerun gets it anew.
     time_budget: TimeBudgetField = None
     # What Hyperband's low rungs save on: fewer epochs (`epochs`), or fewer epochs on as large a share of the
     # training set (`data`: a rung at a third of max_epochs trains on the first third of one seeded

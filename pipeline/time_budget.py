@@ -59,6 +59,7 @@ class TimeBudget:
         self.started = time.time() if started is None else started
         self.stopped = False  # set by whatever the budget stopped (a trial, a search, a model)
         self.what_stopped: str | None = None  # e.g. "trial 0004 at epoch 2 of 9"
+        self.closed = False  # spent ahead of the clock: what is left would not hold another epoch
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TimeBudget:
         return self
@@ -77,7 +78,12 @@ class TimeBudget:
         return None if self.seconds is None else max(self.seconds - self.spent(), 0.0)
 
     def is_spent(self) -> bool:
-        return self.seconds is not None and self.spent() >= self.seconds
+        return self.seconds is not None and (self.closed or self.spent() >= self.seconds)
+
+    def close(self, what: str | None = None) -> None:
+        """Spend what is left now: it would not hold another epoch (``StopAtDeadline``); nothing starts after."""
+        self.closed = True
+        self.stop(what)
 
     def stop(self, what: str | None = None) -> None:
         """Record that the budget stopped something (the first thing it stopped is named)."""

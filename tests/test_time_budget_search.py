@@ -8,6 +8,7 @@ running a finished trial again, and train stops its models on time.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -62,10 +63,13 @@ def test_the_budget_cuts_the_running_trial_and_a_rerun_continues_the_search(
     metrics = parent.data.metrics
     assert parent.info.status == "FINISHED"
     assert metrics["stopped_by_budget"] == 1.0 and metrics["time_budget_s"] == 2.0
-    assert 2.0 <= metrics["time_spent_s"] <= 2.0 + SLACK_S
+    # within the budget or about one epoch past it: an epoch that would end past it is not started
+    # (then the budget is closed ahead of the clock), one that ran slower than the one before is finished
+    assert 1.0 <= metrics["time_spent_s"] <= 2.0 + SLACK_S
     assert metrics["completed"] == 1
-    assert ("(tune.time_budget) spent after 0:" in out and "search stopped with 1 of ~4 trials done "
-            f"(trial {first_id} stopped at epoch {cut_at} of 1000); rerun with tune.resume: true" in out), out
+    assert "(tune.time_budget) spent after 0:" in out, out
+    assert re.search(rf"search stopped with 1 of ~4 trials done \(trial {first_id} stopped at epoch {cut_at} of 1000"
+                     r"(, another epoch would end past the budget)?\); rerun with tune.resume: true", out), out
     assert "budget left" in out  # the progress line counts down the budget
     assert json.loads((tmp_path / "out/best_hparams.json").read_text())["trial_id"] == first_id
 

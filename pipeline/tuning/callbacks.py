@@ -147,9 +147,10 @@ def _saved_variables(model: Any) -> list[Any]:
 
 
 class TrialDeadline(StopAtDeadline):
-    """``StopAtDeadline`` for the trials of a search: a trial still running when ``tune.time_budget`` runs
-    out ends at its next epoch end and is scored on the epochs it reached (COMPLETED, as with early
-    stopping), so the search ends within about one epoch of its budget.
+    """``StopAtDeadline`` for the trials of a search: a trial whose next epoch would end past
+    ``tune.time_budget`` (or that ran it out) ends at that epoch end and is scored on the epochs it
+    reached (COMPLETED, as with early stopping), so the search ends within its budget or a fraction of
+    an epoch past it.
 
     KerasTuner deep-copies the search's callbacks for every trial: each copy shares the budget (a
     ``TimeBudget`` is never copied) and asks ``running_trial`` which trial it stops, for the note.

@@ -356,6 +356,10 @@ class AblateConfig(Section):
     # Processes that train the runs, each with its share of the cores (1: in the stage's own
     # process). Many small networks train faster side by side than with TensorFlow's threads.
     workers: Annotated[int, Field(ge=1, le=64)] = 2
+    # Wall clock for one ablate run (45m, 2h, 90s, seconds; null: none). No run is cut short (that would
+    # bias its comparison): the plan is sized up front from the search's seconds per epoch, comparisons
+    # that do not fit are left out (named), and seeds for power are added only where they fit.
+    time_budget: TimeBudgetField = None
     # search_space key -> values to try in place of the best configuration's own ([] skips the key)
     dimensions: dict[str, tuple[Any, ...]] = DEFAULT_ABLATIONS
     # name -> {search_space key: value, ...}: variants that change several keys together ({} for none)

@@ -13,6 +13,9 @@
    spread is looked at between rounds, never the difference itself, so adding seeds does not bias
    the test towards a verdict.
 
+With ``ablate.time_budget`` the stage sizes the plan before round 1 (``pipeline.ablation.budget``)
+and round 3 adds only the extra seeds that fit in what is left.
+
 ``train(variants, seeds, epochs, label)`` does the runs (in this process or in workers) and returns
 their records; this module is plain Python and decides only what to run. The rates of one
 configuration share its traced model (``learning_rate`` is a graph-free key), so the grid costs
@@ -21,14 +24,17 @@ runs, not traces.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.ablation.plan import METRIC, Variant, ablation_seeds, config_key
+from pipeline.ablation.budget import extra_seeds_that_fit
+from pipeline.ablation.plan import BEST_NAME, METRIC, Variant, ablation_seeds, config_key
 from pipeline.ablation.rates import choose_rates, rate_variants, selection_seeds
 from pipeline.ablation.stats import BEST, aligned, label, paired_difference, scores_by_seed, seeds_needed
 from pipeline.questions import GAP, ablation_questions
+from pipeline.time_budget import TimeBudget
 
 Train = Callable[[Sequence[Variant], Any, int, str], list[dict[str, Any]]]
 
@@ -40,6 +46,7 @@ class Outcome:
     rates: dict[str, dict[str, Any]] | None = None  # base name -> grid, scores, rate, edge (None: not re-tuned)
     seeds: dict[str, list[int]] = field(default_factory=dict)  # variant name -> its verdict seeds
     needed: dict[str, int] = field(default_factory=dict)  # variant name -> seeds the power rule asked for
+    power_dropped: list[str] = field(default_factory=list)  # variants whose extra seeds did not fit the budget
 
 
 def _key(variant: Variant) -> tuple[str | None, str | None]:
@@ -74,8 +81,13 @@ def seeds_for_power(runs: Sequence[Mapping[str, Any]], variants: Sequence[Varian
     return {v.name: by_config[config_key(v.values)] for v in variants}
 
 
-def run_experiment(variants: Sequence[Variant], config: Any, seed: int, epochs: int, train: Train) -> Outcome:
-    """The three rounds for ``variants`` (``plan.plan_variants``) under ``config`` (``AblateConfig``)."""
+def run_experiment(variants: Sequence[Variant], config: Any, seed: int, epochs: int, train: Train,
+                   budget: TimeBudget | None = None) -> Outcome:
+    """The three rounds for ``variants`` (``plan.plan_variants``) under ``config`` (``AblateConfig``).
+
+    With a limited ``budget`` (the plan already sized to it, ``pipeline.ablation.budget.fit_plan``), the
+    power rule's extra seeds are added only where they fit in what is left, priced by the verdict runs.
+    """
     out = Outcome()
     variants = list(variants)
     if config.retune_rate:
@@ -88,12 +100,21 @@ def run_experiment(variants: Sequence[Variant], config: Any, seed: int, epochs: 
         variants = [v.at_rate(out.rates[v.base_name]["rate"]) for v in variants]
     out.variants = variants
     first = ablation_seeds(seed, config.seeds)
-    out.runs += train(variants, first, epochs, "verdict runs")
+    started = time.monotonic()
+    verdict_runs = train(variants, first, epochs, "verdict runs")
+    per_run = (time.monotonic() - started) / max(len(verdict_runs), 1)
+    out.runs += verdict_runs
     out.seeds = {v.name: list(first) for v in variants}
     if config.max_seeds > config.seeds:
         out.needed = seeds_for_power(out.runs, variants, config.min_effect, config.power, config.seeds,
                                      config.max_seeds)
         extra = {name: ablation_seeds(seed, n)[config.seeds:] for name, n in out.needed.items() if n > config.seeds}
+        if extra and budget is not None and budget.limited:
+            # the best configuration's first: a variant's extra seed is compared with the best's at that seed
+            ordered = dict(sorted(extra.items(), key=lambda item: item[0] != BEST_NAME))
+            extra, out.power_dropped = extra_seeds_that_fit(ordered, per_run, budget.left() or 0.0)
+            if BEST_NAME not in extra:
+                extra, out.power_dropped = {}, list(ordered)
         if extra:
             more = [v for v in variants if v.name in extra]
             out.runs += train(more, extra, epochs, "seeds for power")

@@ -21,6 +21,7 @@ from pipeline import paths
 from pipeline.errors import PipelineError
 from pipeline.handoff import read_handoff
 from pipeline.lineage import same_data
+from pipeline.time_budget import TimeBudget
 
 ABLATE_DIR, RESULTS_FILE = paths.ABLATE_DIR, paths.ABLATE_RESULTS_FILE
 VERDICTS_FILE, FIGURE_FILE = paths.ABLATE_VERDICTS_FILE, paths.ABLATE_FIGURE
@@ -51,6 +52,8 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
         print(f"warning: {paths.BEST_HPARAMS_FILE} comes from a search on other data (fingerprint {searched_on}, "
               f"now {meta['fingerprint']}); its best configuration is ablated on this data", file=sys.stderr)
     variants, skipped = plan_variants(best["values"], config.dimensions, config.baselines)
+    budget = TimeBudget(config.time_budget, key="ablate.time_budget")  # from the stage's start
+    variants, skipped, plan_estimate = _fit_to_budget(variants, skipped, config, epochs, best, budget)
     print(f"ablate: {len(variants) - 1} variant(s) of the best configuration (trial {best.get('trial_id')}) and "
           f"itself, {config.seeds}-{config.max_seeds} seeds (power {config.power:g} for {config.min_effect:g}), "
           f"{epochs} epochs" + (f"; each at its best learning rate of {_grids(config)} "
@@ -72,9 +75,10 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
             print(f"ablate: {what}: {total} runs of {run_epochs} epochs", flush=True)
             return _train(params, chosen, seeds, run_epochs, meta, run_log, run_printer(total, METRIC))
 
-        outcome = run_experiment(variants, config, params.seed, epochs, train)
+        outcome = run_experiment(variants, config, params.seed, epochs, train, budget)
         results, found, verdicts = _findings(config, best, meta, outcome, epochs)
         results |= {"skipped": skipped, "seconds": round(time.monotonic() - started, 1),
+                    "time_budget": _budget_record(budget, plan_estimate, skipped, outcome),
                     # the key keeps its name: the report's ablation section reads it in older results too
                     "mlflow": {"tracking_uri": tracker.location, "experiment_id": run_log.ref.experiment,
                                "run_id": run_log.ref.id, "run_name": run_log.ref.name, "backend": tracker.backend}}
@@ -86,6 +90,40 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     print(f"ablate: {len(outcome.runs)} runs in {results['seconds']:.0f} s -> {ABLATE_DIR}/; {tracker.backend} run "
           f"{run_log.ref}")
     return 0
+
+
+def _fit_to_budget(variants: list[Any], skipped: list[dict[str, Any]], config: Any, epochs: int,
+                   best: dict[str, Any], budget: Any) -> tuple[list[Any], list[dict[str, Any]], float | None]:
+    """The variants that fit ``ablate.time_budget`` (all without one), the skipped ones with those left
+    out, and the kept plan's estimated seconds (None: no budget, or no price to size it by)."""
+    if not budget.limited:
+        return variants, skipped, None
+    from pipeline.ablation.budget import fit_plan, seconds_per_epoch
+
+    per_epoch = seconds_per_epoch(paths.TRIALS_FILE, best.get("trial_id"))
+    if per_epoch is None:
+        print(f"warning: ablate.time_budget: no seconds per epoch for trial {best.get('trial_id')} in "
+              f"{paths.TRIALS_FILE}; the plan runs whole", file=sys.stderr)
+        return variants, skipped, None
+    kept, left_out, estimate = fit_plan(variants, config, epochs, per_epoch, budget.seconds)
+    print(f"ablate: time budget {budget.seconds:.0f} s (ablate.time_budget): {len(kept) - 1} of "
+          f"{len(variants) - 1} variant(s) fit, ~{estimate:.0f} s at the search's {per_epoch:.2f} s per epoch",
+          flush=True)
+    if left_out:
+        budget.stop(f"{len(left_out)} variant(s) left out")
+    return kept, skipped + left_out, estimate
+
+
+def _budget_record(budget: Any, estimate: float | None, skipped: list[dict[str, Any]], outcome: Any) -> dict | None:
+    """results.json's ``time_budget``: the budget, the plan's estimate, what was spent and what it left out."""
+    if not budget.limited:
+        return None
+    from pipeline.ablation.budget import REASON
+
+    return {"budget_s": budget.seconds, "estimate_s": None if estimate is None else round(estimate, 1),
+            "spent_s": round(budget.spent(), 1),
+            "left_out": [f"{s['dimension']}={s['value']}" for s in skipped if str(s["reason"]).startswith(REASON)],
+            "power_seeds_dropped": list(outcome.power_dropped)}
 
 
 def _grids(config: Any) -> str:

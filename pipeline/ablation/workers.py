@@ -132,6 +132,9 @@ def main(argv: Sequence[str]) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(int(job["threads"]))
     for gpu in tf.config.list_physical_devices("GPU"):  # workers share a GPU: none may take all its memory
         tf.config.experimental.set_memory_growth(gpu, True)
+    # Every run is a new model whose first evaluate traces its own predict function; after five,
+    # TensorFlow warns of "excessive retracing" (a warning meant for one function retraced in a loop).
+    tf.get_logger().setLevel("ERROR")
 
     from pipeline.ablation.runs import Splits, model_builder, run_ablation
     from pipeline.config import SearchSpaceConfig

@@ -77,6 +77,18 @@ def test_no_cycle_among_module_level_imports() -> None:
     assert not found, "module-level import cycle(s): " + "; ".join(" <-> ".join(c) for c in found)
 
 
+# Cycles through imports inside functions that are known and meant: the schedule registry loads the
+# built-in schedules on first use, and the distributed launcher and its worker entry point refer to each
+# other lazily. No new one may join them (the tracking seam's was removed by pipeline/tracking/contract.py).
+KNOWN_LAZY_CYCLES = [["pipeline.lr_schedules", "pipeline.registry"],
+                     ["pipeline.tuning.distributed", "pipeline.tuning.worker"]]
+
+
+def test_no_new_cycle_even_through_imports_inside_functions() -> None:
+    found = [c for c in import_graph.cycles({"module", "function", "typing", "dynamic"}) if c not in KNOWN_LAZY_CYCLES]
+    assert not found, "import cycle(s): " + "; ".join(" <-> ".join(c) for c in found)
+
+
 def test_imports_point_down_the_layers() -> None:
     modules = import_graph.modules()
     found = violations()

@@ -21,8 +21,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import TrackingError
-from pipeline.tracking.api import RunRef
 from pipeline.tracking.context import context_tags, git_commit
+from pipeline.tracking.contract import RunRef
 from pipeline.tracking.retry import RetryingClient
 from pipeline.tracking.train_run import metric_key
 

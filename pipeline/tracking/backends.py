@@ -1,7 +1,7 @@
 """The built-in tracking backends bound to their code (declared in ``pipeline.registry.TRACKING_BACKENDS``).
 
 ``pipeline.tracking.api.tracker_for`` calls ``bind`` before it looks a backend up. A new backend is a
-module in this folder with a class implementing ``pipeline.tracking.api.Tracker`` (constructed as
+module in this folder with a class implementing ``pipeline.tracking.contract.Tracker`` (constructed as
 ``cls(params, location)``), its entry in ``BUILT_IN`` and
 its declaration in ``pipeline/registry.py``; ``mlflow.backend: <name>`` in params.yaml selects it.
 """

@@ -1,4 +1,4 @@
-"""``pipeline.tracking.api.Tracker`` on MLflow: runs through ``runs``/``train_run``/``ablation_run``, the
+"""``pipeline.tracking.contract.Tracker`` on MLflow: runs through ``runs``/``train_run``/``ablation_run``, the
 Model Registry through ``registry``, the store through ``store``.
 
 mlflow is imported by those modules, and they are imported here only inside the methods, so that
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.tracking.api import ModelRef
+from pipeline.tracking.contract import ModelRef
 from pipeline.tracking.store import configure, resolve_tracking_uri
 
 NAME = "mlflow"

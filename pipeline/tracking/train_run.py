@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import TrackingError
-from pipeline.tracking.api import RunRef
-from pipeline.tracking.api import read_train_run as read_train_run  # its old home: tests import it from here
 from pipeline.tracking.context import context_tags, git_commit
+from pipeline.tracking.contract import RunRef
+from pipeline.tracking.contract import read_train_run as read_train_run  # its old home: tests import it from here
 
 # MLflow's run-id environment variable: `mlflow run` sets it so that the entry point's
 # code logs into the project's run. The train run is a run of its own in the configured

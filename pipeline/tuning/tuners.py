@@ -27,7 +27,7 @@ from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 from pipeline.model.training import LAST_STATE_NAME, SaveTrainingState, load_training_state
 from pipeline.objective import direction_of
 from pipeline.registry import TUNERS
-from pipeline.tuning import kt_patches, resume
+from pipeline.tuning import kt_overrides, resume
 from pipeline.tuning.bohb import BOHB
 from pipeline.tuning.callbacks import DeferredBestEpoch, EpochRecorder, NanGuard
 from pipeline.tuning.records import TrialRecord
@@ -266,7 +266,7 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
                on_trial_done: Callable[[TrialRecord], None] | None = None) -> TrackedTunerMixin:
     """A tracked tuner from the ``tune`` section (``pipeline.config.TuneConfig``): the implementation
     ``pipeline.registry.TUNERS`` holds for ``tune.tuner`` (an unknown name raises, listing the known ones)."""
-    kt_patches.install(tracebacks=tune.keras_verbose)  # before the tuner reloads its state files
+    kt_overrides.install(tracebacks=tune.keras_verbose)  # before the tuner reloads its state files
     kind = TUNERS.get(tune.tuner)
     tuner_class, own = TUNERS.implementation(kind.name)(tune, hypermodel.space)
     if not issubclass(tuner_class, TrackedTunerMixin):  # a KerasTuner tuner as it ships: track it

@@ -11,7 +11,7 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from pipeline.tuning import kt_patches
+from pipeline.tuning import kt_overrides
 
 
 def build(hp: kt.HyperParameters) -> keras.Model:
@@ -30,12 +30,12 @@ def search(directory: Path, overwrite: bool = True) -> kt.RandomSearch:
 
 
 def test_a_torn_oracle_file_is_one_line_naming_it(tmp_path: Path) -> None:
-    kt_patches.install()
+    kt_overrides.install()
     search(tmp_path)
     oracle = tmp_path / "p" / "oracle.json"
     text = oracle.read_text()
     oracle.write_text(text[: len(text) // 2])  # a write cut off by a kill, as an older version could leave it
-    with pytest.raises(kt_patches.TornStateError) as caught:
+    with pytest.raises(kt_overrides.TornStateError) as caught:
         search(tmp_path, overwrite=False)
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"{oracle}: the search's state file is cut off")
@@ -43,7 +43,7 @@ def test_a_torn_oracle_file_is_one_line_naming_it(tmp_path: Path) -> None:
 
 def test_state_writes_leave_the_old_file_whole_when_they_fail(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    kt_patches.install()
+    kt_overrides.install()
     from keras_tuner.src import utils
 
     path = tmp_path / "oracle.json"
@@ -75,7 +75,7 @@ class FailingBuild:
 def test_a_failed_trial_prints_no_traceback_unless_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     x, y = np.zeros((4, 4)), np.arange(4) % 2
     for tracebacks, expected in ((False, False), (True, True)):
-        kt_patches.install(tracebacks=tracebacks)
+        kt_overrides.install(tracebacks=tracebacks)
         tuner = kt.RandomSearch(FailingBuild(), objective="val_accuracy", max_trials=1, directory=str(tmp_path),
                                 project_name=f"p{tracebacks}", seed=0, max_consecutive_failed_trials=1)
         with pytest.raises(RuntimeError):  # KerasTuner: too many failed trials
@@ -83,4 +83,4 @@ def test_a_failed_trial_prints_no_traceback_unless_asked(tmp_path: Path, capsys:
         trial = next(iter(tuner.oracle.trials.values()))
         assert trial.status == "FAILED" and "cannot be built" in trial.message
         assert ("Traceback" in capsys.readouterr().err) is expected
-    kt_patches.install()
+    kt_overrides.install()

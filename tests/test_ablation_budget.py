@@ -52,8 +52,12 @@ def test_the_plan_keeps_the_best_and_the_variants_that_fit_in_order() -> None:
 
 def test_extra_seeds_are_added_in_order_while_they_fit() -> None:
     extra = {"best": [45, 46], "init=zeros": [45], "optimizer=momentum": [45, 46]}
-    kept, dropped = extra_seeds_that_fit(extra, seconds_per_run=10.0, left=35.0)
+    kept, dropped = extra_seeds_that_fit(extra, seconds_per_run=10.0, left=35.0, reference="best")
     assert kept == {"best": [45, 46], "init=zeros": [45]} and dropped == ["optimizer=momentum"]
+    # the reference is priced first wherever it stands; without room for it, no variant's extra seed runs
+    last = {"init=zeros": [45], "best": [45, 46]}
+    assert extra_seeds_that_fit(last, 10.0, 25.0, "best") == ({"best": [45, 46]}, ["init=zeros"])
+    assert extra_seeds_that_fit(last, 10.0, 15.0, "best") == ({}, ["best", "init=zeros"])
 
 
 def test_the_price_is_the_best_trials_seconds_per_epoch(tmp_path: Path) -> None:

@@ -76,20 +76,25 @@ def fit_plan(variants: Sequence[Variant], config: Any, epochs: int, per_epoch: f
     return kept, left_out, total
 
 
-def extra_seeds_that_fit(extra: Mapping[str, Sequence[int]], seconds_per_run: float,
-                         left: float) -> tuple[dict[str, list[int]], list[str]]:
-    """The power rule's extra seeds (variant name -> seeds) that fit in ``left`` seconds at ``seconds_per_run``,
-    in order; and the names whose extra seeds were dropped."""
+def extra_seeds_that_fit(extra: Mapping[str, Sequence[int]], seconds_per_run: float, left: float,
+                         reference: str) -> tuple[dict[str, list[int]], list[str]]:
+    """The power rule's extra seeds (variant name -> seeds) that fit in ``left`` seconds at ``seconds_per_run``;
+    and the names whose extra seeds were dropped.
+
+    ``reference`` (the best configuration) is priced first: a variant's extra seed is compared with the
+    reference's run at that seed, so without the reference's extra seeds no variant's are run. The
+    variants follow in order while they fit.
+    """
+    ordered = sorted(extra, key=lambda name: name != reference)
     kept: dict[str, list[int]] = {}
-    dropped = []
-    for name, seeds in extra.items():
-        cost = len(seeds) * seconds_per_run
+    for name in ordered:
+        cost = len(extra[name]) * seconds_per_run
         if cost <= left:
-            kept[name] = list(seeds)
+            kept[name] = list(extra[name])
             left -= cost
-        else:
-            dropped.append(name)
-    return kept, dropped
+        elif name == reference:
+            break  # no room for the reference's seeds: no variant's can be compared
+    return kept, [name for name in ordered if name not in kept]
 
 
 __all__ = ["REASON", "extra_seeds_that_fit", "fit_plan", "seconds_per_epoch", "variant_cost"]

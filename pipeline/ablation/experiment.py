@@ -110,11 +110,7 @@ def run_experiment(variants: Sequence[Variant], config: Any, seed: int, epochs: 
                                      config.max_seeds)
         extra = {name: ablation_seeds(seed, n)[config.seeds:] for name, n in out.needed.items() if n > config.seeds}
         if extra and budget is not None and budget.limited:
-            # the best configuration's first: a variant's extra seed is compared with the best's at that seed
-            ordered = dict(sorted(extra.items(), key=lambda item: item[0] != BEST_NAME))
-            extra, out.power_dropped = extra_seeds_that_fit(ordered, per_run, budget.left() or 0.0)
-            if BEST_NAME not in extra:
-                extra, out.power_dropped = {}, list(ordered)
+            extra, out.power_dropped = extra_seeds_that_fit(extra, per_run, budget.left() or 0.0, BEST_NAME)
         if extra:
             more = [v for v in variants if v.name in extra]
             out.runs += train(more, extra, epochs, "seeds for power")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +25,42 @@ REPO = Path(__file__).resolve().parents[1]
 # set their threads) still apply.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+# Each test file's seconds in the last recorded run (``pytest --record-durations`` rewrites it). Files are
+# handed to the workers longest first (``--no-loadscope-reorder`` keeps this order; xdist's own puts files
+# with many tests first): with a 70-second end-to-end file last, one worker ran alone for a minute at the
+# end. A stale or missing entry changes only the order, never what runs; a new file counts as the longest.
+DURATIONS = REPO / "tests" / "durations.json"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--record-durations", action="store_true",
+                     help=f"write each test file's seconds to {DURATIONS.relative_to(REPO)} (the order files run in)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    longest = max(seconds.values(), default=0.0) + 1.0
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], longest))  # stable: files stay whole
+
+
+_seconds_by_file: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # in the controlling process too: xdist replays every worker's reports there
+    path = report.nodeid.split("::")[0]
+    _seconds_by_file[path] = _seconds_by_file.get(path, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if not config.getoption("record_durations") or hasattr(config, "workerinput"):  # workers: their share only
+        return
+    rounded = {path: round(s, 1) for path, s in sorted(_seconds_by_file.items(), key=lambda kv: -kv[1])}
+    partial = DURATIONS.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(rounded, indent=1) + "\n")
+    partial.replace(DURATIONS)
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,

@@ -38,10 +38,11 @@ def planted(values: dict) -> float:
     return (1.0 if values["kind"] == GOOD else 0.3) - abs(math.log10(values["lr"]) + 2) * 0.2
 
 
-def make_oracle(directory: Path, random_fraction: float | None, initial_points: list[dict] | None = None) -> BOHBOracle:
+def make_oracle(directory: Path, random_fraction: float | None, initial_points: list[dict] | None = None,
+                initial_epochs: int | None = None) -> BOHBOracle:
     oracle = BOHBOracle(objective=kt.Objective("score", "max"), max_epochs=9, factor=3, hyperband_iterations=3,
                         seed=7, hyperparameters=space(), random_fraction=random_fraction,
-                        initial_points=initial_points)
+                        initial_points=initial_points, initial_epochs=initial_epochs)
     oracle._set_project_dir(str(directory), "search")  # KerasTuner's tuner does this for its oracle
     return oracle
 
@@ -194,3 +195,21 @@ def test_a_bad_initial_point_is_left_behind(tmp_path: Path) -> None:
     trials = run_trials(make_oracle(tmp_path, random_fraction=None, initial_points=[bad]), 24)
     best = max(trials[1:], key=planted)
     assert planted(best) > planted({**trials[0]}) + 0.5 and best["kind"] == GOOD
+
+
+def test_under_data_fidelity_initial_points_run_one_rung_below_the_full_budget(tmp_path: Path) -> None:
+    from pipeline.tuning.bohb import initial_point_epochs
+
+    # epochs fidelity: the full budget; data fidelity: max_epochs / factor (on that fraction of the data)
+    assert [initial_point_epochs(9, 3, f) for f in ("epochs", "data")] == [9, 3]
+    assert initial_point_epochs(3, 3, "data") == 1 and initial_point_epochs(10, 3, "data") == 4
+    point = {"kind": "e", "lr": 0.003}
+    oracle = make_oracle(tmp_path, random_fraction=1 / 3, initial_points=[point], initial_epochs=3)
+    first = run_trials(oracle, 6)
+    assert {k: first[0][k] for k in point} == point
+    assert (first[0]["tuner/epochs"], first[0]["tuner/bracket"]) == (3, -1)
+    assert all(t["tuner/bracket"] >= 0 for t in first[1:])  # the brackets as without the point
+    oracle.save()
+    again = make_oracle(tmp_path, random_fraction=1 / 3, initial_points=[point])  # not told: the state says
+    again.reload()
+    assert again.initial_epochs == 3

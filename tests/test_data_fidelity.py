@@ -104,3 +104,21 @@ def test_tune_fidelity_reaches_the_search_and_defines_it() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_params({"tune": {"fidelity": "pixels"}})
     assert "tune.fidelity" in str(caught.value)
+
+
+def test_under_data_fidelity_the_default_tuner_runs_the_recipe_one_rung_below_the_full_budget(tmp_path: Path) -> None:
+    """On 60,000 images the recipe's 9 full epochs took the whole 30-minute budget (issue 25): under data
+    fidelity it runs 3 of 9 epochs on a third of the data, and the search gain compares it there."""
+    from pipeline.tuning.session import hypermodel_for
+    from pipeline.tuning.tuners import make_tuner
+
+    meta = {"input_shape": [8, 8, 1], "num_classes": 10, "sizes": {"train": 900}}
+    for fidelity, epochs in (("data", 3), ("epochs", 9)):
+        params = parse_params({"search_space": SPACE.model_dump(), "tune": {
+            "fidelity": fidelity, "max_epochs": 9, "factor": 3, "directory": str(tmp_path / fidelity),
+            "initial_points": [{"optimizer": "adam", "learning_rate": 0.01}]}})
+        tuner = make_tuner(params.tune, hypermodel_for(params, meta), seed=0, project_name="s")
+        assert tuner.oracle.initial_epochs == epochs and tuner.oracle.initial_points
+        trial = tuner.oracle.create_trial("tuner0")
+        assert (trial.hyperparameters.values["tuner/epochs"], trial.hyperparameters.values["tuner/bracket"]) == (
+            epochs, -1)

@@ -53,7 +53,7 @@ TUNER_PLUGIN = """
 
 
     TUNERS.register(TunerKind("plugin_random", reads=("objective", "max_epochs", "max_trials")))
-    TUNERS.implement("plugin_random", lambda tune, space: (PluginSearch, {"max_trials": tune.max_trials}))
+    TUNERS.implement("plugin_random", lambda tune, hypermodel: (PluginSearch, {"max_trials": tune.max_trials}))
 """
 
 SOURCE_PLUGIN = """

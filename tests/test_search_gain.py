@@ -49,6 +49,16 @@ def test_the_recipe_wins_ties_and_loss_is_minimized() -> None:
     assert loss.gain == pytest.approx(0.10) and loss.initial_point_won is False
 
 
+def test_an_initial_point_run_short_is_compared_at_its_own_budget() -> None:
+    # data fidelity: the recipe ran 3 of 9 epochs (pipeline.tuning.bohb.initial_point_epochs)
+    records = [record("0000", 0.90, -1, 3), record("0001", 0.93, 2, 3), record("0002", 0.99, 1, 9),
+               record("0003", 0.80, 2, 1)]
+    gain = search_gain(records, "val_accuracy", max_epochs=9)
+    assert (gain.epochs, gain.best_searched_trial, gain.best_trial) == (3, "0001", "0002")
+    assert gain.gain == pytest.approx(0.03) and gain.initial_point_won is False
+    assert "at 3 epochs on validation" in gain.sentence()
+
+
 def test_without_initial_points_there_is_no_gain() -> None:
     gain = search_gain([record("0000", 0.9, 2, 1), record("0001", 0.95, 0, 9)], "val_accuracy", 9)
     assert gain.gain is None and gain.initial_point_won is None and gain.best_searched_trial == "0001"

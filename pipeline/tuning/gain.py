@@ -1,9 +1,11 @@
 """What the search bought: its best configuration against the best initial point (``tune.initial_points``).
 
-The initial points run once for ``max_epochs`` (bracket -1 in the records); the searched
-configurations are every other trial. They are compared at equal epochs: only searched trials
-whose budget was ``max_epochs`` count, since a Hyperband trial stopped at 1 or 3 epochs cannot
-be set against an initial point trained for 9. Both scores are validation scores (the
+The initial points run once (bracket -1 in the records) for ``max_epochs``, or one rung below
+under data fidelity (``pipeline.tuning.bohb.initial_point_epochs``); the searched configurations
+are every other trial. They are compared at equal epochs: only searched trials whose budget was
+the initial points' count, since a Hyperband trial stopped at 1 or 3 epochs cannot be set
+against an initial point trained for 9 (nor one trained for 9 against a point trained for 3).
+Both scores are validation scores (the
 objective the search ranks by). The figures go to results/tune/metrics.json and to the
 search's MLflow run; the report states them in a sentence.
 """
@@ -76,11 +78,17 @@ class SearchGain:
 
 
 def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGain:
-    """The gain from ``TrialRecord``-like objects (trial_id, status, score, bracket, target_epochs)."""
+    """The gain from ``TrialRecord``-like objects (trial_id, status, score, bracket, target_epochs).
+
+    Compared at the initial points' budget (their ``target_epochs``; ``max_epochs`` where a record
+    has none, or when no initial point finished).
+    """
     finished = [r for r in records if _status(r) == "FINISHED" and _finite(_get(r, "score"))]
     initial = [r for r in finished if _int(_get(r, "bracket")) == INITIAL_BRACKET]
     searched = [r for r in finished if _int(_get(r, "bracket")) != INITIAL_BRACKET]
-    full = [r for r in searched if (_int(_get(r, "target_epochs")) or max_epochs) >= max_epochs]
+    epochs = max((_epochs(r, max_epochs) for r in initial), default=max_epochs)
+    initial = [r for r in initial if _epochs(r, max_epochs) == epochs]
+    full = [r for r in searched if _epochs(r, max_epochs) == epochs]
     pick = max if direction_of(objective) == "max" else min
     best_initial = pick(initial, key=_score) if initial else None
     best_full = pick(full, key=_score) if full else None
@@ -90,7 +98,7 @@ def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGa
         # Ties go to the initial point: the search bought nothing it did not already have.
         won = best_full is None or _score(best_initial) == pick(_score(best_initial), _score(best_full))
     return SearchGain(
-        objective=objective, epochs=max_epochs,
+        objective=objective, epochs=epochs,
         best_initial_trial=_id(best_initial), best_initial_score=_score_or_none(best_initial),
         best_searched_trial=_id(best_full), best_searched_score=_score_or_none(best_full),
         best_trial=_id(best), initial_point_won=won,
@@ -115,6 +123,10 @@ def _score_or_none(record: Any) -> float | None:
 
 def _id(record: Any) -> str | None:
     return None if record is None else str(_get(record, "trial_id"))
+
+
+def _epochs(record: Any, max_epochs: int) -> int:
+    return _int(_get(record, "target_epochs")) or max_epochs
 
 
 def _int(value: Any) -> int | None:

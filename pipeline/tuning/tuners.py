@@ -28,7 +28,7 @@ from pipeline.model.training import LAST_STATE_NAME, SaveTrainingState, load_tra
 from pipeline.objective import direction_of
 from pipeline.registry import TUNERS
 from pipeline.tuning import kt_overrides, resume
-from pipeline.tuning.bohb import BOHB
+from pipeline.tuning.bohb import BOHB, initial_point_epochs
 from pipeline.tuning.callbacks import DeferredBestEpoch, EpochRecorder, NanGuard
 from pipeline.tuning.records import TrialRecord
 from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NullTracker, TrialTracker
@@ -268,7 +268,7 @@ def make_tuner(tune: Any, hypermodel: kt.HyperModel, *, seed: int, project_name:
     ``pipeline.registry.TUNERS`` holds for ``tune.tuner`` (an unknown name raises, listing the known ones)."""
     kt_overrides.install(tracebacks=tune.keras_verbose)  # before the tuner reloads its state files
     kind = TUNERS.get(tune.tuner)
-    tuner_class, own = TUNERS.implementation(kind.name)(tune, hypermodel.space)
+    tuner_class, own = TUNERS.implementation(kind.name)(tune, hypermodel)
     if not issubclass(tuner_class, TrackedTunerMixin):  # a KerasTuner tuner as it ships: track it
         tuner_class = type(f"Tracked{tuner_class.__name__}", (TrackedTunerMixin, tuner_class), {})
     if tune.resume:  # the chief and a one-process tuner reload the search whichever of them ran it
@@ -310,17 +310,18 @@ def queue_initial_points(oracle: Any, points: list[dict[str, Any]]) -> None:
     oracle.initial_points = points  # says the oracle takes them (bench/search_peers.py checks)
 
 
-# The built-in tuners' implementations: name -> (tune, search space) -> (tuner class, its own arguments);
+# The built-in tuners' implementations: name -> (tune, hypermodel) -> (tuner class, its own arguments);
 # make_tuner adds the arguments every tuner takes. Declared (with the tune keys they read) in pipeline/registry.py.
 def _hyperband_arguments(tune: Any) -> dict[str, Any]:
     return dict(max_epochs=tune.max_epochs, factor=tune.factor, hyperband_iterations=tune.hyperband_iterations)
 
 
-TUNERS.implement("bohb", lambda tune, space: (TrackedBOHB, dict(
-    _hyperband_arguments(tune), initial_points=fit_initial_points(tune.initial_points, space))))
-TUNERS.implement("hyperband", lambda tune, space: (TrackedHyperband, _hyperband_arguments(tune)))
-TUNERS.implement("random", lambda tune, space: (TrackedRandomSearch, dict(max_trials=tune.max_trials)))
-TUNERS.implement("bayesian", lambda tune, space: (TrackedBayesianOptimization, dict(
+TUNERS.implement("bohb", lambda tune, hypermodel: (TrackedBOHB, dict(
+    _hyperband_arguments(tune), initial_points=fit_initial_points(tune.initial_points, hypermodel.space),
+    initial_epochs=initial_point_epochs(tune.max_epochs, tune.factor, getattr(hypermodel, "fidelity", "epochs")))))
+TUNERS.implement("hyperband", lambda tune, hypermodel: (TrackedHyperband, _hyperband_arguments(tune)))
+TUNERS.implement("random", lambda tune, hypermodel: (TrackedRandomSearch, dict(max_trials=tune.max_trials)))
+TUNERS.implement("bayesian", lambda tune, hypermodel: (TrackedBayesianOptimization, dict(
     max_trials=tune.max_trials, num_initial_points=tune.bayesian_initial_points)))
 
 

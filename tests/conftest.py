@@ -128,10 +128,35 @@ def give_own_chief_port(params: Path) -> None:
     params.write_text(text.replace("chief_port: 8000 ", f"chief_port: {port} ", 1))
 
 
+@pytest.fixture(scope="session")
+def new_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store exactly as MLflow creates a new one (schema migrated, nothing logged).
+
+    Copied into each test's folder by ``project`` and ``store``: MLflow migrates a new store's
+    schema in every process that creates one (~2 CPU-seconds, a tenth of a small end-to-end test's
+    cost on 2 cores), and few tests are about creating a store. Those that are make their own:
+    ``tests/test_faults.py`` (concurrent creation, an empty file), ``tests/test_tracking_seam.py``
+    (no store at all).
+    """
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("new-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def seed_store(template: Path, db: Path) -> Path:
+    """``db`` as a new store (a copy of ``new_store_template``); its folder is created."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, db)
+    return db
+
+
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the project in a temp folder, made the working directory, with its own MLflow store."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store_template: Path) -> Path:
+    """A copy of the project in a temp folder, made the working directory, with its own (new) MLflow store."""
     root = copy_project(tmp_path / "project")
+    seed_store(new_store_template, root / "mlflow.db")
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     return root
@@ -169,8 +194,9 @@ def make_images() -> Callable[..., Path]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A SQLite MLflow store in a temp folder, made the working directory: its tracking URI."""
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store_template: Path) -> str:
+    """A new SQLite MLflow store in a temp folder, made the working directory: its tracking URI."""
+    seed_store(new_store_template, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -89,8 +89,10 @@ def test_bohb_with_two_workers_models_and_retries_the_trial_of_a_killed_worker(p
             time.sleep(0.2)
             pids = [int(m.group(1)) for line in list(lines)
                     if (m := re.match(r"\[launcher\] started tuner1 \(pid (\d+)\)", line))]
+            if not pids:  # not before: the chief creates the store, and two first connections would race
+                continue
             exp = client.get_experiment_by_name("tune-test")
-            if not pids or exp is None:
+            if exp is None:
                 continue
             running = client.search_runs([exp.experiment_id], "tags.worker = 'tuner1' and "
                                          "attributes.status = 'RUNNING'")

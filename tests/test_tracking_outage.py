@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write_params
+from tests.conftest import run_cli, seed_store, write_params
 from tests.tune_fixtures import TINY_SPACE, hypermodel, tiny_data, tiny_params
 
 
@@ -34,7 +34,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(folder: Path, port: int) -> subprocess.Popen:
+def start_server(folder: Path, port: int, template: Path | None = None) -> subprocess.Popen:
+    """``mlflow server`` on ``folder/server.db`` (``template``: a new store copied there first, if none is)."""
+    if template is not None and not (folder / "server.db").exists():
+        seed_store(template, folder / "server.db")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = open(folder / "server.log", "a")  # noqa: SIM115 - the child keeps it; closed with the process
     server = subprocess.Popen(
@@ -90,12 +93,12 @@ def outage_project(project: Path, tmp_path: Path, *, samples: int, space: dict, 
 
 @pytest.mark.slow
 def test_server_killed_mid_search_stops_it_in_bounded_time_and_the_rerun_retries_the_trial(
-        project: Path, tmp_path: Path) -> None:
+        project: Path, tmp_path: Path, new_store_template: Path) -> None:
     from mlflow import MlflowClient
 
     folder, port, uri = outage_project(project, tmp_path, samples=300, space=TINY_SPACE, trials=4, epochs=4)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(project)}
-    server = start_server(folder, port)
+    server = start_server(folder, port, new_store_template)
     try:
         tune = subprocess.Popen([sys.executable, "-m", "pipeline", "tune"], cwd=project, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -112,7 +115,7 @@ def test_server_killed_mid_search_stops_it_in_bounded_time_and_the_rerun_retries
         assert "Traceback" not in err
         assert waited < 120  # bounded by mlflow.outage_seconds (and the trial's own epochs), not 15 minutes
 
-        server = start_server(folder, port)
+        server = start_server(folder, port, new_store_template)
         again = run_cli(["tune"], cwd=project, env={"MLFLOW_TRACKING_URI": uri}, timeout=600)
         assert again.returncode == 0, again.stderr[-3000:]
         client = MlflowClient(uri)
@@ -210,7 +213,7 @@ class RequestLog(http.server.BaseHTTPRequestHandler):
 
 @pytest.mark.slow
 def test_server_killed_under_a_distributed_worker_kills_its_trial_and_the_worker_says_one_line(
-        project: Path, tmp_path: Path) -> None:
+        project: Path, tmp_path: Path, new_store_template: Path) -> None:
     from mlflow import MlflowClient
 
     folder, port, uri = outage_project(project, tmp_path, samples=600, space={**TINY_SPACE, "batch_size": 16},
@@ -219,7 +222,7 @@ def test_server_killed_under_a_distributed_worker_kills_its_trial_and_the_worker
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(project), "KERASTUNER_TUNER_ID": "chief"}
     env.pop("KERASTUNER_ORACLE_IP", None)
     env.pop("KERASTUNER_ORACLE_PORT", None)
-    server = start_server(folder, port)
+    server = start_server(folder, port, new_store_template)
     fake = None
     try:
         tune = subprocess.Popen([sys.executable, "-m", "pipeline", "tune"], cwd=project, env=env, text=True,

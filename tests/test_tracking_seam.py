@@ -132,6 +132,8 @@ class MemoryTracker:
 @pytest.fixture
 def memory_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The in-memory backend, from a module in a temp folder, registered as ``memory`` for this test."""
+    # the project fixture's new MLflow store: the tests check that this backend never creates one
+    (tmp_path / "project" / "mlflow.db").unlink(missing_ok=True)
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "memory_tracker.py").write_text(textwrap.dedent(MEMORY_BACKEND))

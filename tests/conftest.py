@@ -57,10 +57,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if not config.getoption("record_durations") or hasattr(config, "workerinput"):  # workers: their share only
         return
-    rounded = {path: round(s, 1) for path, s in sorted(_seconds_by_file.items(), key=lambda kv: -kv[1])}
-    partial = DURATIONS.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(rounded, indent=1) + "\n")
-    partial.replace(DURATIONS)
+    from pipeline.atomic import write_json_atomic
+
+    # a run of some files updates theirs and keeps the others' entries
+    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    seconds.update({path: round(s, 1) for path, s in _seconds_by_file.items()})
+    write_json_atomic(DURATIONS, dict(sorted(seconds.items(), key=lambda kv: -kv[1])), indent=1, sort_keys=False)
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,

@@ -59,6 +59,16 @@ def test_an_initial_point_run_short_is_compared_at_its_own_budget() -> None:
     assert "at 3 epochs on validation" in gain.sentence()
 
 
+def test_a_searched_trial_the_time_budget_cut_short_is_not_compared() -> None:
+    # trial 0002 was given 3 epochs, but tune.time_budget stopped it after 2: it stands for no budget
+    cut = TrialRecord(trial_id="0002", status="FINISHED", score=0.99, bracket=2, target_epochs=3, budget_cut_at=2)
+    records = [record("0000", 0.90, -1, 3), record("0001", 0.85, 2, 3), cut]
+    gain = search_gain(records, "val_accuracy", max_epochs=9)
+    assert (gain.best_searched_trial, gain.initial_point_won) == ("0001", True)
+    assert gain.gain == pytest.approx(-0.05)
+    assert search_gain([record("0000", 0.90, -1, 3), cut], "val_accuracy", 9).best_searched_score is None
+
+
 def test_without_initial_points_there_is_no_gain() -> None:
     gain = search_gain([record("0000", 0.9, 2, 1), record("0001", 0.95, 0, 9)], "val_accuracy", 9)
     assert gain.gain is None and gain.initial_point_won is None and gain.best_searched_trial == "0001"

@@ -7,6 +7,7 @@ running a finished trial again, and train stops its models on time.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import time
@@ -43,7 +44,8 @@ def _trials(params) -> dict[str, dict]:
     for path in folder.glob("trial_*/trial.json"):
         record = TrialRecord.load(path.parent)
         out[path.parent.name.removeprefix("trial_")] = {"status": json.loads(path.read_text())["status"],
-                                                        "epochs": record.epochs_trained if record else None}
+                                                        "epochs": record.epochs_trained if record else None,
+                                                        "cut_at": record.budget_cut_at if record else None}
     return out
 
 
@@ -59,6 +61,9 @@ def test_the_budget_cuts_the_running_trial_and_a_rerun_continues_the_search(
     (first_id,) = trials
     cut_at = trials[first_id]["epochs"]
     assert 1 <= cut_at < 1000  # ended at an epoch end, scored on what it reached
+    assert trials[first_id]["cut_at"] == cut_at  # recorded as cut: the search gain does not count it as 1000 epochs
+    (row,) = csv.DictReader((tmp_path / "out/trials.csv").open())
+    assert row["budget_cut_at"] == str(cut_at) and row["target_epochs"] == "1000"
     (parent,) = parent_runs(store)
     metrics = parent.data.metrics
     assert parent.info.status == "FINISHED"

@@ -4,7 +4,8 @@ The initial points run once (bracket -1 in the records) for ``max_epochs``, or o
 under data fidelity (``pipeline.tuning.bohb.initial_point_epochs``); the searched configurations
 are every other trial. They are compared at equal epochs: only searched trials whose budget was
 the initial points' count, since a Hyperband trial stopped at 1 or 3 epochs cannot be set
-against an initial point trained for 9 (nor one trained for 9 against a point trained for 3).
+against an initial point trained for 9 (nor one trained for 9 against a point trained for 3), and
+only searched trials that trained all of it: one the time budget stopped short is left out.
 Both scores are validation scores (the
 objective the search ranks by). The figures go to results/tune/metrics.json and to the
 search's MLflow run; the report states them in a sentence.
@@ -78,7 +79,8 @@ class SearchGain:
 
 
 def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGain:
-    """The gain from ``TrialRecord``-like objects (trial_id, status, score, bracket, target_epochs).
+    """The gain from ``TrialRecord``-like objects (trial_id, status, score, bracket, target_epochs,
+    budget_cut_at).
 
     Compared at the initial points' budget (their ``target_epochs``; ``max_epochs`` where a record
     has none, or when no initial point finished).
@@ -88,7 +90,8 @@ def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGa
     searched = [r for r in finished if _int(_get(r, "bracket")) != INITIAL_BRACKET]
     epochs = max((_epochs(r, max_epochs) for r in initial), default=max_epochs)
     initial = [r for r in initial if _epochs(r, max_epochs) == epochs]
-    full = [r for r in searched if _epochs(r, max_epochs) == epochs]
+    # a trial tune.time_budget cut short of its epochs was not given them: it stands for no budget
+    full = [r for r in searched if _epochs(r, max_epochs) == epochs and not _int(_get(r, "budget_cut_at"))]
     pick = max if direction_of(objective) == "max" else min
     best_initial = pick(initial, key=_score) if initial else None
     best_full = pick(full, key=_score) if full else None

@@ -24,6 +24,7 @@ import keras
 import keras_tuner as kt
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
+from pipeline.model.deadline import StopAtDeadline
 from pipeline.model.training import LAST_STATE_NAME, SaveTrainingState, load_training_state
 from pipeline.objective import direction_of
 from pipeline.registry import TUNERS
@@ -138,6 +139,9 @@ class TrackedTunerMixin:
             extra.append(EpochRecorder(record, self.tracker, record.run_id))
         kwargs["callbacks"] = [c for c in given if not isinstance(c, SaveBestEpoch)] + extra
         results = super()._build_and_fit_model(trial, *args, **kwargs)
+        cut = [c.stopped_at for c in kwargs["callbacks"] if isinstance(c, StopAtDeadline) and c.stopped_at]
+        if record is not None and cut:  # scored on fewer epochs than it was given: not a full-budget trial
+            record.budget_cut_at = min(cut)
         if guard.nan_at is not None:
             raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {guard.nan_at}")
         self._keep_for_continuation(trial, state.model)

@@ -140,12 +140,14 @@ def initial_points_oracle(points: list[dict[str, Any]]) -> Iterator[None]:
 
 def run_keras_tuner(params: Any, splits: dict, meta: dict, log: SuiteLog, out_dir: Path,
                     points: list[dict[str, Any]]) -> dict[str, Any]:
+    from pipeline.model.hypermodel import resolve_fidelity
     from pipeline.tuning.session import tune
 
     x, y = splits["train"]
     hypermodel = recording_hypermodel(log, space=params.search_space, input_shape=x.shape[1:],
                                       num_classes=meta["num_classes"], seed=params.seed,
-                                      total_epochs=params.tune.max_epochs)  # as session.hypermodel_for
+                                      total_epochs=params.tune.max_epochs,  # as hypermodel_from_meta
+                                      fidelity=resolve_fidelity(params.tune.fidelity, len(x)))
     with initial_points_oracle(points), se.timed_run_search(log), open(os.devnull, "w") as quiet:
         stdout, sys.stdout = sys.stdout, quiet  # the tuner's per-trial lines
         try:

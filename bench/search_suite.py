@@ -108,8 +108,9 @@ def recipe(mode: str) -> list[dict[str, Any]]:
     return list(raw_params(mode).get("tune", {}).get("initial_points") or [])
 
 
-def run_params(method: str, condition: str, seed: int, mode: str, workdir: Path) -> Any:
-    """params.yaml as the pipeline validates it, changed only in the tuner, the budget and the initial points."""
+def run_params(method: str, condition: str, seed: int, mode: str, workdir: Path, **tune_overrides: Any) -> Any:
+    """params.yaml as the pipeline validates it, changed only in the tuner, the budget and the initial points
+    (and ``tune_overrides``, e.g. ``fidelity`` for ``bench/big_fidelity.py``)."""
     from pipeline.config import parse_params
 
     raw = raw_params(mode)
@@ -120,7 +121,7 @@ def run_params(method: str, condition: str, seed: int, mode: str, workdir: Path)
             "hyperband_iterations": 100, "max_trials": peers.MANY}  # the budget stops a search
     if method in ("bohb", "hyperband", "bayesian", "random"):
         tune["tuner"] = method
-    return parse_params({**raw, "seed": seed, "tune": tune})
+    return parse_params({**raw, "seed": seed, "tune": {**tune, **tune_overrides}})
 
 
 # ----------------------------------------------------------------------------------- child process

@@ -168,6 +168,20 @@ def test_readings_of_a_hand_made_trace() -> None:
     assert search_readings.reading_value(None, "val") == 0.0
 
 
+def test_big_fidelity_arms_differ_in_fidelity_only(tmp_path: Path) -> None:
+    import big_fidelity
+    import search_suite
+
+    made = {arm: search_suite.run_params("default", "recipe", 0, "full", tmp_path, fidelity=arm)
+            for arm in big_fidelity.FIDELITY_ARMS}
+    assert {arm: p.tune.fidelity for arm, p in made.items()} == {"epochs": "epochs", "data": "data"}
+    assert made["epochs"].model_copy(update={"tune": made["data"].tune}) == made["data"]
+    assert made["data"].tune.initial_points  # the shipped recipe, as for every arm
+    run = {"epochs": [epoch(0.5, 0.4, 1.0), epoch(0.8, 0.7, 2.5), epoch(0.9, 0.6, 3.5)]}
+    assert big_fidelity.readings(run, 3.0) == {"1/3": {"val": 0.5, "test": 0.4}, "2/3": {"val": 0.5, "test": 0.4},
+                                              "full": {"val": 0.8, "test": 0.7}}
+
+
 def test_ranks_and_suite_mean_rank() -> None:
     assert search_readings.ranks({"a": 0.9, "b": 0.8, "c": 0.9}) == {"a": 1.5, "c": 1.5, "b": 3.0}
 

@@ -77,6 +77,12 @@ def stop(server: subprocess.Popen) -> None:
     server.wait(30)
 
 
+# MLflow's waits between its retries (2 + 4 + 8 s and up to 1 s of jitter each, by default) are idle
+# wall time in a test about what the pipeline does once they are over: set to none here, as a user may
+# (``bound_http_retries`` keeps a user's own setting; tests/test_tracking_retries.py checks the defaults).
+NO_RETRY_WAITS = {"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0"}
+
+
 def outage_project(project: Path, tmp_path: Path, *, samples: int, space: dict, trials: int,
                    epochs: int) -> tuple[Path, int, str]:
     """A random search on a digits subset, preprocessed, logging to a server yet to start: (its folder, port, URI)."""
@@ -97,7 +103,7 @@ def test_server_killed_mid_search_stops_it_in_bounded_time_and_the_rerun_retries
     from mlflow import MlflowClient
 
     folder, port, uri = outage_project(project, tmp_path, samples=300, space=TINY_SPACE, trials=4, epochs=4)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(project)}
+    env = {**os.environ, **NO_RETRY_WAITS, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(project)}
     server = start_server(folder, port, new_store_template)
     try:
         tune = subprocess.Popen([sys.executable, "-m", "pipeline", "tune"], cwd=project, env=env, text=True,
@@ -219,7 +225,8 @@ def test_server_killed_under_a_distributed_worker_kills_its_trial_and_the_worker
     folder, port, uri = outage_project(project, tmp_path, samples=600, space={**TINY_SPACE, "batch_size": 16},
                                        trials=3, epochs=8)
     # KERASTUNER_TUNER_ID=chief: this host runs the chief and tune.workers (1) worker, tuner0
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(project), "KERASTUNER_TUNER_ID": "chief"}
+    env = {**os.environ, **NO_RETRY_WAITS, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(project),
+           "KERASTUNER_TUNER_ID": "chief"}
     env.pop("KERASTUNER_ORACLE_IP", None)
     env.pop("KERASTUNER_ORACLE_PORT", None)
     server = start_server(folder, port, new_store_template)

@@ -29,6 +29,10 @@ class Progress:
         self._start, self._done_here = time.perf_counter(), 0
 
     def elapsed(self) -> float:
+        """Since the command started: the budget's clock, which a search's fresh processes carry on."""
+        return self.budget.spent() if self.budget is not None else self._elapsed_here()
+
+    def _elapsed_here(self) -> float:
         return time.perf_counter() - self._start
 
     def advance(self, units: int = 1) -> None:
@@ -43,7 +47,7 @@ class Progress:
         """Seconds left at this session's mean pace, capped by the budget's remaining time."""
         if not self._done_here:
             return 0.0
-        remaining = max(self.total - self.done, 0) * self.elapsed() / self._done_here
+        remaining = max(self.total - self.done, 0) * self._elapsed_here() / self._done_here  # this process's pace
         left = self.budget.left() if self.budget is not None else None
         return remaining if left is None else min(remaining, left)
 

@@ -9,9 +9,18 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from pipeline.tuning.bohb import MIN_POINTS, BOHBOracle, bracket_order, pooled_ranks, propose, searched_dimensions
+from pipeline.tuning.bohb import (
+    MIN_POINTS,
+    SOURCE_KEY,
+    BOHBOracle,
+    bracket_order,
+    pooled_ranks,
+    propose,
+    searched_dimensions,
+)
 from pipeline.tuning.prior import (
     INCUMBENT,
+    INITIAL,
     MODEL,
     PRIOR,
     UNIFORM,
@@ -103,6 +112,23 @@ def test_initial_points_first_and_resume_after_a_kill(tmp_path: Path) -> None:
     ids = [t.trial_id for t in again.trials.values()]
     assert len(ids) == len(set(ids)) == len(first) + len(more)
     assert not any({k: t[k] for k in point} == point for t in more if t.get("tuner/round", 0) == 0)
+
+
+def test_every_configuration_says_how_it_was_drawn_and_continuations_keep_it(tmp_path: Path) -> None:
+    # the report compares values over uniform draws only (pipeline.report.questions.randomized_rows)
+    oracle = make_oracle(tmp_path, random_fraction=None, initial_points=[{"kind": "e", "lr": 0.003}])
+    trials = run_trials(oracle, 40)
+    assert trials[0][SOURCE_KEY] == INITIAL
+    new = [t for t in trials[1:] if t.get("tuner/round", 0) == 0]
+    counted = {source: sum(t[SOURCE_KEY] == source for t in new) for source in oracle.sources}
+    assert counted == oracle.sources and sum(counted.values()) == len(new)
+    assert {UNIFORM, PRIOR} <= set(counted)  # both kinds of draw happen in 40 trials
+    by_id = {t.trial_id: t.hyperparameters.values for t in oracle.trials.values()}
+    for values in by_id.values():
+        if "tuner/trial_id" in values:  # a Hyperband continuation: the same configuration, the same source
+            assert values[SOURCE_KEY] == by_id[values["tuner/trial_id"]][SOURCE_KEY]
+    # the tag is bookkeeping: a configuration already tried is a duplicate whatever its source
+    assert oracle._duplicate({**{k: v for k, v in trials[1].items()}, SOURCE_KEY: "model"})
 
 
 @pytest.mark.parametrize("random_fraction", [0.0])

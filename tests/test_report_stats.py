@@ -16,7 +16,7 @@ from pipeline.report import Inputs
 from pipeline.report.chains import BUDGET, CHAIN_TRIALS, collapse, root_of
 from pipeline.report.conditions import ACTIVE_WHEN, describe_condition, is_active
 from pipeline.report.load import Trials, parent_map
-from pipeline.report.significance import budget_ranks, choice_verdict
+from pipeline.report.significance import budget_ranks, choice_verdict, holm
 from pipeline.report.stats import INACTIVE, describe_dimensions, per_choice
 from pipeline.verdicts import (
     ABLATION,
@@ -279,6 +279,58 @@ def test_report_does_not_crown_the_longer_trained_optimizer(tmp_path):
     answer = summary["answers"]["optimizer"]
     assert answer["kind"] == NO_CLEAR_DIFFERENCE and answer["winner"] is None
     assert summary["budgets"] == {"1": int((~adam).sum()), "9": int(adam.sum())}
+
+
+# ------------------------------------------------------------------ multiple tests, confounded sampling
+
+def test_holm_adjusts_the_family_step_down():
+    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03, "untested": float("nan")})
+    # 0.01 x 3; 0.03 x 2; 0.04 x 1 = 0.04, raised to the 0.06 before it (step-down is monotone)
+    assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+    assert holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}
+
+
+def test_a_winner_must_survive_the_correction():
+    data, winner = BOUNDARY_CASES["mann-whitney p=0.0411, b wins"]
+    rows = [(group, score, budget) for group, pairs in data.items() for score, budget in pairs]
+    labels, scores = pd.Series([g for g, _, _ in rows]), pd.Series([s for _, s, _ in rows])
+    groups = {k: labels.index[labels == k] for k in data}
+    budgets = pd.Series([b for _, _, b in rows])
+
+    def three_tests(question, test):
+        test.adjusted_p, test.family = holm({question: test.p_value, "x": 0.2, "y": 0.9})[question], 3
+
+    raw, _ = choice_verdict("q", groups, scores, budgets, True, 3)
+    corrected, test = choice_verdict("q", groups, scores, budgets, True, 3, adjust=three_tests)
+    assert raw.kind == WINNER and raw.winner == winner
+    assert corrected.kind == NO_CLEAR_DIFFERENCE and corrected.winner is None
+    assert corrected.p_value == pytest.approx(3 * raw.p_value)
+    assert "Holm-adjusted over 3 tests (uncorrected p=0.041)" in corrected.note
+    assert test.p_text() == "p=0.041, 0.123 after Holm's correction over 3 tests"
+
+
+def test_the_samplers_favourite_wins_only_where_the_sampler_chose_it(tmp_path):
+    # a BOHB-like search: 24 uniform draws where the optimizer makes no difference, and 16 informed
+    # draws (around the incumbent) that are all adam and better for what else they share with it
+    params = parse_params({"search_space": SMALL_SPACE})
+    trials, history = synthetic_trials(params, n=40, planted=None, seed=11, continue_every=0)
+    informed = trials.index >= 24
+    trials.loc[informed, "hp.optimizer"] = "adam"
+    for column in ("score", "val_accuracy", "accuracy"):
+        trials.loc[informed, column] += 0.2
+    for name in ("all", "drawn"):
+        (tmp_path / name).mkdir()
+    confounded = report(params, write_inputs(tmp_path / "all", trials, history), tmp_path / "all" / "report")
+    assert confounded["answers"]["optimizer"]["kind"] == WINNER  # what every configuration together says
+
+    trials["source"] = np.where(informed, "incumbent", "uniform")
+    out = tmp_path / "drawn" / "report"
+    summary = report(params, write_inputs(tmp_path / "drawn", trials, history), out)
+    answer = summary["answers"]["optimizer"]
+    assert answer["kind"] == NO_CLEAR_DIFFERENCE and answer["n"] == 24
+    assert "uniformly drawn configurations only (24 of 40)" in (out / "report.md").read_text()
+    records = {v.question: v for v in read_verdicts(out / "verdicts.json")}
+    assert "uniformly drawn configurations only (24 of 40)" in records["optimizer"].note
 
 
 # ------------------------------------------------------------------ verdicts.json and other evidence

@@ -84,3 +84,9 @@ def test_progress_lines_count_time_and_cap_the_eta_at_the_budget() -> None:
     slow._start -= 100.0  # 100 s for the first run: 999 more would take ~28 hours
     slow.step()
     assert slow.eta() <= 3600.0 and "budget left" in slow.timing()
+    # a search continued in a fresh process: elapsed counts from the command's start (the budget's
+    # clock), the ETA from this process's own pace (one trial in 10 s, 2 left)
+    continued = Progress(3, "trial", budget=TimeBudget(None, started=time.time() - 600), stream=io.StringIO())
+    continued._start -= 10.0
+    continued.step()
+    assert continued.timing().startswith("elapsed 10:0") and 19.0 <= continued.eta() <= 21.0

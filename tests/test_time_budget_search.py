@@ -64,6 +64,7 @@ def test_the_budget_cuts_the_running_trial_and_a_rerun_continues_the_search(
     assert trials[first_id]["cut_at"] == cut_at  # recorded as cut: the search gain does not count it as 1000 epochs
     (row,) = csv.DictReader((tmp_path / "out/trials.csv").open())
     assert row["budget_cut_at"] == str(cut_at) and row["target_epochs"] == "1000"
+    assert row["source"] == "uniform"  # random search: every configuration a uniform draw (the report's scope)
     (parent,) = parent_runs(store)
     metrics = parent.data.metrics
     assert parent.info.status == "FINISHED"

@@ -89,8 +89,13 @@ def build_report(space: Any, min_trials: int, top_trials: int, inputs: Inputs, o
     ctx = Context(chains, dims, min_trials, num_classes)
     clean(out_dir)
 
-    findings = answer_all(ctx)
-    per_dimension = {d.name: dimension_verdict(ctx, d) for d in dims if d.usable and (not d.condition or d.n_active)}
+    def answer() -> tuple[list[Any], dict[str, Any]]:
+        found = answer_all(ctx)
+        return found, {d.name: dimension_verdict(ctx, d) for d in dims if d.usable and (not d.condition or d.n_active)}
+
+    findings, per_dimension = answer()
+    if ctx.correct_for_multiple_tests():  # decide again, each test against the whole family's error rate
+        findings, per_dimension = answer()
     search = [v for f in findings for v in f.verdicts] + [v for v, _ in per_dimension.values()]
     verdicts = {v.question: v for v in merge(search, other_evidence(inputs.evidence))}
 

@@ -27,7 +27,6 @@ from pipeline.verdicts import (
     NOT_TRIED,
     WINNER,
     Verdict,
-    fmt_p,
 )
 
 # Best validation accuracy within this much of 1/num_classes counts as "at chance".
@@ -180,11 +179,11 @@ def regularization_gap(ctx: Context) -> Finding:
             sentences.append(f"Not enough configurations with and without {name} ({ctx.min_trials} each needed).")
         elif verdict.kind == WINNER:
             effect = "shrinks" if verdict.winner.startswith("with ") else "widens"
-            sentences.append(f"{name} clearly {effect} the gap ({test.how()}, {fmt_p(test.p_value)}; "
+            sentences.append(f"{name} clearly {effect} the gap ({test.how()}, {test.p_text()}; "
                              f"{test.n} configurations).")
         else:
             sentences.append(f"No clear difference in the gap with and without {name} ({test.how()}, "
-                             f"{fmt_p(test.p_value)}; {test.n} configurations).")
+                             f"{test.p_text()}; {test.n} configurations).")
     if not verdicts:
         kind = NOT_SEARCHED if sentences else NOT_RECORDED
         return Finding(key, question, [Verdict(key, kind, note="neither regularizer nor dropout searched")],

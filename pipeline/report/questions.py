@@ -2,15 +2,17 @@
 
 The unit is one configuration (a Hyperband chain, ``chains.collapse``), never a round.
 A comparison needs at least ``report.min_trials_per_choice`` finished configurations per
-group; groups are compared on ranks within each training budget (``significance``), and a
-winner is named only when the stated test gives p < ``verdicts.ALPHA``. Every answer is
-also a ``Verdict`` record for verdicts.json.
+group; groups are compared on ranks within each training budget (``significance``), over the
+configurations the tuner drew uniformly where trials.csv says how each was drawn
+(``randomized_rows``), and a winner is named only when the stated test gives p < ``verdicts.ALPHA``
+after Holm's correction over every test of the report (``Context.correct_for_multiple_tests``).
+Every answer is also a ``Verdict`` record for verdicts.json.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -18,7 +20,7 @@ import pandas as pd
 from pipeline.questions import verdict_id  # the questions are declared once, there (the ablation reads them too)
 from pipeline.report.chains import BUDGET, epochs_text
 from pipeline.report.load import Trials
-from pipeline.report.significance import GroupTest, choice_verdict
+from pipeline.report.significance import GroupTest, choice_verdict, holm
 from pipeline.report.stats import EXCLUDED, NOT_SET, Dimension, fixed_value, per_choice
 from pipeline.verdicts import (
     NOT_APPLICABLE,
@@ -26,7 +28,6 @@ from pipeline.verdicts import (
     NOT_SEARCHED,
     WINNER,
     Verdict,
-    fmt_p,
 )
 
 RANK_NOTE = "mean within-budget rank, 1 = best at its budget, 0.5 = average"
@@ -62,6 +63,29 @@ def fmt(value: float | None) -> str:
     return f"{value:.3f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
 
 
+SOURCE = "source"  # trials.csv: how the tuner drew the configuration (pipeline.tuning.prior's names)
+UNIFORM_DRAW = "uniform"
+
+
+def randomized_rows(table: pd.DataFrame) -> tuple[pd.Index | None, str]:
+    """The configurations drawn uniformly at random, and a phrase for the sentences; (None, "") for all.
+
+    A search that samples around good configurations (BOHB's prior, incumbent and model draws)
+    pairs the values it favours with each other: comparing one hyperparameter's values over those
+    configurations measures the sampler's choices as much as the value (seen on digits: the recipe's
+    own initializer and translation "won" on one seed each). Among uniform draws every value is
+    paired at random with the rest, so a difference is the value's. Where trials.csv does not say
+    how configurations were drawn (older files, Bayesian optimization), every configuration is used.
+    """
+    if SOURCE not in table.columns:
+        return None, ""
+    source = table[SOURCE].astype("string").str.strip().str.lower()
+    if source.isna().all() or (source == UNIFORM_DRAW).all():
+        return None, ""
+    rows = table.index[(source == UNIFORM_DRAW).to_numpy()]
+    return rows, f"uniformly drawn configurations only ({len(rows)} of {len(table)})"
+
+
 class Context:
     """What every question needs: one row per configuration, their dimensions and the thresholds."""
 
@@ -73,6 +97,21 @@ class Context:
         self.metric = chains.objective
         table = chains.table
         self.budgets = table[BUDGET] if BUDGET in table.columns else pd.Series(math.nan, index=table.index)
+        self.randomized, self.scope = randomized_rows(table)
+        self.raw_p: dict[str, float] = {}  # every test run so far, by verdict id (the correction's family)
+        self.adjusted_p: dict[str, float] | None = None  # set by ``correct_for_multiple_tests``
+
+    def correct_for_multiple_tests(self) -> int:
+        """Holm's correction over every test run so far; answer again to decide on the corrected p-values."""
+        self.adjusted_p = holm(self.raw_p)
+        return len(self.adjusted_p)
+
+    def _adjust(self, key: str, test: GroupTest) -> None:
+        """``choice_verdict``'s hook, before it decides: the test's scope, its p into the family, the correction."""
+        test.scope = self.scope
+        self.raw_p[key] = test.p_value
+        if self.adjusted_p is not None and key in self.adjusted_p and len(self.adjusted_p) > 1:
+            test.adjusted_p, test.family = self.adjusted_p[key], len(self.adjusted_p)
 
     def dim(self, name: str) -> Dimension | None:
         return self.dims.get(name)
@@ -94,7 +133,13 @@ class Context:
         """``choice_verdict`` over finished configurations' ``column`` (or a per-row series such as a gap)."""
         better = self.trials.maximize if higher_is_better is None else higher_is_better
         values = self.values(column) if isinstance(column, str) else column.where(self.trials.table["finished"])
-        return choice_verdict(key, groups, values, self.budgets, better, self.min_trials, note)
+        if self.randomized is not None:
+            groups = {k: pd.Index(g).intersection(self.randomized) for k, g in groups.items()}
+        verdict, test = choice_verdict(key, groups, values, self.budgets, better, self.min_trials, note,
+                                       adjust=self._adjust)
+        if test is None and self.scope:
+            verdict = replace(verdict, note="; ".join(filter(None, [verdict.note, self.scope])))
+        return verdict, test
 
     def unavailable(self, key: str, question: str, name: str) -> Finding | None:
         """A finding for a dimension that cannot answer: not recorded, fixed, or never acting."""
@@ -142,12 +187,12 @@ def describe_test(ctx: Context, verdict: Verdict, test: GroupTest | None, noun: 
     sentences = [f"Ranked within their budget ({RANK_NOTE}): " + "; ".join(part(k) for k in ordered) + "."]
     if verdict.kind == WINNER:
         sentences.append(f"{verdict.winner} ranks best and the {plural(noun)} differ clearly ({test.how()}, "
-                         f"{fmt_p(test.p_value)}).")
+                         f"{test.p_text()}).")
     elif math.isnan(test.p_value):
         sentences.append(f"Every configuration ranks the same within its budget: no {noun} can be called better.")
     else:
         sentences.append(f"No clear difference: the {plural(noun)} differ no more than configurations do by chance "
-                         f"({test.how()}, {fmt_p(test.p_value)}), so no {noun} is named the winner.")
+                         f"({test.how()}, {test.p_text()}), so no {noun} is named the winner.")
     return sentences
 
 
@@ -202,7 +247,7 @@ def schedules(ctx: Context) -> Finding:
         finding.sentences.append(
             f"Any schedule vs a constant rate: mean within-budget rank {test.mean_rank['a schedule']:.2f} "
             f"({test.sizes['a schedule']}) vs {test.mean_rank['constant']:.2f} ({test.sizes['constant']}), "
-            f"{test.how()}, {fmt_p(test.p_value)}: "
+            f"{test.how()}, {test.p_text()}: "
             + (f"{verdict.winner} clearly better." if verdict.kind == WINNER else "no clear difference."))
     return finding
 

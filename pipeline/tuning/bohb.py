@@ -33,6 +33,7 @@ import numpy as np
 
 from pipeline.tuning.prior import (
     INCUMBENT,
+    INITIAL,
     MODEL,
     PRIOR,
     UNIFORM,
@@ -42,6 +43,9 @@ from pipeline.tuning.prior import (
     prior_vs_incumbent,
     sample_prior,
 )
+
+# in a trial's values: how its configuration was drawn, uniform / prior / incumbent / model / initial
+SOURCE_KEY = "tuner/source"
 
 GOOD_FRACTION = 0.2
 # BOHB's d + 1 observations per budget would never be reached by a search of a few dozen
@@ -222,6 +226,7 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
         self.model_proposals = 0  # configurations the density model chose (kept in the state, for the record)
         self.sources: dict[str, int] = {}  # how many new configurations each policy gave (the state keeps it)
         self._bracket_for_sample: int | None = None
+        self._last_source: str | None = None  # the policy of the last _random_values draw
         # Restart the first iteration with our bracket order (KerasTuner's __init__ opened its own first).
         self._current_bracket = bracket_order(self._get_num_brackets())[0]
         self._brackets = []
@@ -251,7 +256,7 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
                 values.update(point)
                 if not self._duplicate(values):
                     values.update({"tuner/epochs": self.initial_epochs, "tuner/initial_epoch": 0,
-                                   "tuner/bracket": -1, "tuner/round": 0})
+                                   "tuner/bracket": -1, "tuner/round": 0, SOURCE_KEY: INITIAL})
                     return {"status": "RUNNING", "values": values}
         return super().populate_space(trial_id)
 
@@ -265,12 +270,21 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
             self._current_iteration += 1
 
     def _random_trial(self, trial_id: str, bracket: dict[str, Any]) -> dict[str, Any]:
-        # KerasTuner's hook for a bracket's new configuration; remember which bracket asks.
+        # KerasTuner's hook for a bracket's new configuration; remember which bracket asks, and tag
+        # the configuration with the policy that drew it (Hyperband's continuations copy the tag).
         self._bracket_for_sample = int(bracket["bracket_num"])
+        self._last_source = None
         try:
-            return super()._random_trial(trial_id, bracket)
+            response = super()._random_trial(trial_id, bracket)
         finally:
             self._bracket_for_sample = None
+        if response.get("values") is not None and self._last_source is not None:
+            response["values"][SOURCE_KEY] = self._last_source
+        return response
+
+    def _compute_values_hash(self, values: dict[str, Any]) -> str:
+        # the tag says where a configuration came from, not what it is: a duplicate is one whatever its source
+        return super()._compute_values_hash({k: v for k, v in values.items() if k != SOURCE_KEY})
 
     def _random_values(self) -> dict[str, Any] | None:
         rng = np.random.default_rng([int(self.seed or 0), int(self._seed_state)])
@@ -290,10 +304,12 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
                 self.sources[source] = self.sources.get(source, 0) + 1
                 if source == MODEL:
                     self.model_proposals += 1
+                self._last_source = source
                 return values
         values = super()._random_values()
         if values is not None:
             self.sources[UNIFORM] = self.sources.get(UNIFORM, 0) + 1
+            self._last_source = UNIFORM
         return values
 
     def _draw(self, rng: np.random.Generator, dims: list[_Dimension],

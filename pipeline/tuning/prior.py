@@ -31,6 +31,7 @@ LOCAL_STDDEV = 0.15  # a mutated numeric value of the incumbent moves by this mu
 MAX_MUTATIONS = 3
 MODEL_SHARE = 0.5  # of the informed (non-uniform) draws, once the density model can be fitted
 UNIFORM, PRIOR, INCUMBENT, MODEL = "uniform", "prior", "incumbent", "model"
+INITIAL = "initial"  # an initial point itself (tune.initial_points), run before the brackets
 
 
 def uniform_weight(rung: int, eta: int) -> float:

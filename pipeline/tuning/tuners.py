@@ -29,15 +29,16 @@ from pipeline.model.training import LAST_STATE_NAME, SaveTrainingState, load_tra
 from pipeline.objective import direction_of
 from pipeline.registry import TUNERS
 from pipeline.tuning import kt_overrides, resume
-from pipeline.tuning.bohb import BOHB, initial_point_epochs
+from pipeline.tuning.bohb import BOHB, SOURCE_KEY, initial_point_epochs
 from pipeline.tuning.callbacks import DeferredBestEpoch, EpochRecorder, NanGuard
+from pipeline.tuning.prior import UNIFORM
 from pipeline.tuning.records import TrialRecord
 from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NullTracker, TrialTracker
 
 # Models of trials Hyperband may continue, kept in memory (digits: a few MB each); a round of the
 # default search (max_epochs 9, factor 3) has at most 9 trials.
 KEPT_MODELS = 12
-TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
+TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id", SOURCE_KEY)
 
 
 class ProcessRecycle(Exception):  # noqa: N818 - a request, not an error
@@ -51,6 +52,10 @@ class ProcessRecycle(Exception):  # noqa: N818 - a request, not an error
 
 class TrackedTunerMixin:
     """Put before a ``kt.Tuner`` subclass: ``class X(TrackedTunerMixin, kt.Hyperband)``."""
+
+    # how the tuner draws a configuration whose values carry no tuner/source tag (BOHB tags each):
+    # uniform for Hyperband and random search; None (unknown) where a model chooses, as Bayesian's
+    config_source: str | None = None
 
     def __init__(self, *args: Any, tracker: TrialTracker | None = None, hp_names: list[str] | None = None,
                  on_trial_done: Callable[[TrialRecord], None] | None = None, **kwargs: Any) -> None:
@@ -80,6 +85,7 @@ class TrackedTunerMixin:
             continued_from=values.get("tuner/trial_id"),
             initial_epoch=int(values.get("tuner/initial_epoch", 0)),
             target_epochs=int(values.get("tuner/epochs", self.default_epochs or 0)) or None,
+            source=values.get(SOURCE_KEY, self.config_source),
             values=self.trial_values(trial),
         )
         record.run_id = self.tracker.start_trial(trial.trial_id, record.values, trial_tags(record))
@@ -239,7 +245,7 @@ class TrackedTunerMixin:
 def trial_tags(record: TrialRecord) -> dict[str, str]:
     tags = {"trial_id": record.trial_id, "initial_epoch": str(record.initial_epoch)}
     optional = {"bracket": record.bracket, "round": record.round, "continued_from": record.continued_from,
-                "target_epochs": record.target_epochs}
+                "target_epochs": record.target_epochs, "source": record.source}
     tags.update({k: str(v) for k, v in optional.items() if v is not None})
     return tags
 
@@ -250,7 +256,7 @@ def last_line(message: str | None, limit: int = 500) -> str:
 
 
 class TrackedHyperband(TrackedTunerMixin, kt.Hyperband):
-    pass
+    config_source = UNIFORM
 
 
 class TrackedBOHB(TrackedTunerMixin, BOHB):
@@ -258,7 +264,7 @@ class TrackedBOHB(TrackedTunerMixin, BOHB):
 
 
 class TrackedRandomSearch(TrackedTunerMixin, kt.RandomSearch):
-    pass
+    config_source = UNIFORM
 
 
 class TrackedBayesianOptimization(TrackedTunerMixin, kt.BayesianOptimization):

@@ -91,3 +91,21 @@ def test_metrics_from_trial_records_match_the_file(tmp_path: Path) -> None:
                        "setup_share": from_file["setup_share"]}
     assert 0 < metrics["setup_share"] < 1
     assert fixed_cost_metrics([records[0]]) == {}  # one trial: no line to fit
+
+
+def test_under_data_fidelity_an_epoch_counts_by_the_rows_it_trained() -> None:
+    from pipeline.tuning.fixed_cost import fixed_cost_metrics
+    from pipeline.tuning.records import TrialRecord
+
+    # 2 s of setup, 10 s per full-data epoch; low rungs train 1/9 and 1/3 of the 9,000 rows
+    records = [TrialRecord(trial_id=f"{i:04d}", status="FINISHED", score=0.5, train_rows=rows,
+                           trial_seconds=2.0 + 10.0 * epochs * rows / 9000,
+                           history=[{"epoch": e} for e in range(epochs)])
+               for i, (epochs, rows) in enumerate([(1, 1000), (1, 1000), (3, 3000), (6, 9000), (9, 9000)])]
+    share = 5 * 2.0 / sum(r.trial_seconds for r in records)
+    assert fixed_cost_metrics(records) == {"fixed_seconds_per_trial": pytest.approx(2.0),
+                                           "setup_share": pytest.approx(share, abs=1e-4)}
+    # read by epochs alone, the cheap rungs make setup look negative (seen on 60,000 images: -39 s)
+    for record in records:
+        record.train_rows = None
+    assert fixed_cost_metrics(records)["fixed_seconds_per_trial"] < 0

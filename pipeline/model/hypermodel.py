@@ -70,6 +70,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
         rows = self.fidelity_rows(len(x), epochs, int(values["batch_size"]))
         if rows is not None:  # a copy of the subsample only (from a memory map: those rows read)
             x, y = x[rows], y[rows]
+        self.last_fit_rows = len(x)  # what an epoch of this fit cost is proportional to (the tuner records it)
         return fit_model(model, values, x, y, validation_data=validation_data, epochs=epochs,
                          initial_epoch=initial_epoch, seed=self.seed, total_epochs=self.total_epochs,
                          callbacks=callbacks, verbose=int(kwargs.pop("verbose", 0)))

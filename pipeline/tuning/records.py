@@ -31,6 +31,7 @@ class TrialRecord:
     initial_epoch: int = 0
     target_epochs: int | None = None
     source: str | None = None  # how the sampler drew its configuration (pipeline.tuning.prior); None: unknown
+    train_rows: int | None = None  # training rows of its epochs (fewer on a low rung under data fidelity)
     budget_cut_at: int | None = None  # epochs done when tune.time_budget stopped it short of target_epochs
     values: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)  # {"epoch": absolute, metric: value}

@@ -16,7 +16,7 @@ from pipeline.tuning.tracker import FAILED, FINISHED
 TRIAL_COLUMNS = (
     "trial_id", "status", "score", "objective", "bracket", "round", "continued_from", "initial_epoch",
     "target_epochs", "budget_cut_at", "epochs_trained", "best_epoch", "seconds", "seconds_per_epoch",
-    "params_count", "run_id", "source",
+    "params_count", "run_id", "source", "train_rows",
     "accuracy", "val_accuracy", "loss", "val_loss",
     "trial_seconds",  # the trial's whole wall time: pipeline.tuning.fixed_cost reads the fixed cost from it
 )
@@ -31,7 +31,7 @@ def trial_rows(records: list[TrialRecord], objective: str, hp_names: list[str]) 
             "trial_id": r.trial_id, "status": r.status, "score": r.score, "objective": objective,
             "bracket": r.bracket, "round": r.round, "continued_from": r.continued_from,
             "initial_epoch": r.initial_epoch, "target_epochs": r.target_epochs,
-            "budget_cut_at": r.budget_cut_at, "source": r.source,
+            "budget_cut_at": r.budget_cut_at, "source": r.source, "train_rows": r.train_rows,
             "epochs_trained": r.epochs_trained, "best_epoch": best["epoch"] if best else None,
             "seconds": round(r.seconds, 3), "seconds_per_epoch": _round(r.seconds_per_epoch),
             "trial_seconds": _round(r.trial_seconds),

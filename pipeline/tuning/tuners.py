@@ -148,6 +148,8 @@ class TrackedTunerMixin:
         cut = [c.stopped_at for c in kwargs["callbacks"] if isinstance(c, StopAtDeadline) and c.stopped_at]
         if record is not None and cut:  # scored on fewer epochs than it was given: not a full-budget trial
             record.budget_cut_at = min(cut)
+        if record is not None:
+            record.train_rows = getattr(self.hypermodel, "last_fit_rows", None)
         if guard.nan_at is not None:
             raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {guard.nan_at}")
         self._keep_for_continuation(trial, state.model)

@@ -328,7 +328,9 @@ def test_the_samplers_favourite_wins_only_where_the_sampler_chose_it(tmp_path):
     summary = report(params, write_inputs(tmp_path / "drawn", trials, history), out)
     answer = summary["answers"]["optimizer"]
     assert answer["kind"] == NO_CLEAR_DIFFERENCE and answer["n"] == 24
-    assert "uniformly drawn configurations only (24 of 40)" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "uniformly drawn configurations only (24 of 40)" in text
+    assert "The search drew 24 of its 40 configurations uniformly at random" in text
     records = {v.question: v for v in read_verdicts(out / "verdicts.json")}
     assert "uniformly drawn configurations only (24 of 40)" in records["optimizer"].note
 

@@ -102,7 +102,7 @@ def build_report(space: Any, min_trials: int, top_trials: int, inputs: Inputs, o
     doc = Document("What the hyperparameter search learned")
     sections.overview(doc, trials, chains, best, num_classes)
     best_trial = sections.best_trial(doc, trials, chains, dims)
-    sections.answers(doc, findings, verdicts)
+    sections.answers(doc, findings, verdicts, ctx)
     sections.baselines(doc, inputs.evaluation)
     search_gain.write_section(doc, inputs.tune_metrics, inputs.train_run)
     ablated = ablation_section.section(doc, inputs.ablation, out_dir / FIGURES, best)

@@ -89,8 +89,17 @@ def best_trial(doc: Document, trials: Trials, chains: Trials, dims: list[Dimensi
     return {"trial_id": row["trial_id"], "chain": chain, "score": row["score"], "values": values}
 
 
-def answers(doc: Document, findings: list[Finding], verdicts: dict[str, Verdict]) -> None:
+def answers(doc: Document, findings: list[Finding], verdicts: dict[str, Verdict], ctx: Context | None = None) -> None:
     doc.heading(1, "The guide's questions")
+    if ctx is not None and ctx.randomized is not None:
+        doc.paragraph(f"The search drew {len(ctx.randomized)} of its {len(ctx.trials.table)} configurations "
+                      "uniformly at random and the others around the recipe, the best so far or its model, which "
+                      "pairs its favourite values with each other; the search's answers compare the uniform "
+                      "draws only, so a value wins for itself, not for the company the sampler gave it. Where "
+                      "they are too few, the ablation's controlled runs answer.")
+    if ctx is not None and ctx.adjusted_p is not None and len(ctx.adjusted_p) > 1:
+        doc.paragraph(f"The search's {len(ctx.adjusted_p)} tests share one error rate: their p-values are "
+                      "corrected together (Holm), and a winner needs a corrected p below 0.05.")
     doc.table(["question", "verdict", "evidence"],
               [[f.question, headline(effective(f, verdicts)),
                 ", ".join(dict.fromkeys(v.evidence for v in effective(f, verdicts)))] for f in findings])

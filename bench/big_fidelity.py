@@ -61,16 +61,7 @@ def run_arm(arm: str, seed: int, seconds: float, splits: dict, meta: dict, workd
     # budget: any epoch, then T seconds (SearchLog stops the search at the first epoch end past T)
     log = peers.SuiteLog(*splits["test"], 1, seconds)
     keras.backend.clear_session()
-    if method in peers.KT_METHODS:
-        peers.run_keras_tuner(params, splits, meta, log, workdir / "out", points)
-    elif method == peers.OPTUNA:
-        peers.run_optuna(params, splits, meta, log, points)
-    elif method == peers.DEHB:
-        peers.run_dehb(params, splits, meta, log, points, workdir)
-    elif method == peers.SMAC:
-        peers.run_smac(params, splits, meta, log, points, workdir)
-    else:
-        raise ValueError(f"unknown arm {arm!r}")
+    peers.run_searcher(method, params, splits, meta, log, workdir, points)
     return {"arm": arm, "method": method, "fidelity": params.tune.fidelity if method in peers.KT_METHODS else "epochs",
             "seed": seed, "pid": os.getpid(), "initial_points": points, "max_epochs": params.tune.max_epochs,
             "factor": params.tune.factor, "split_fingerprint": meta["fingerprint"], **log.result()}
@@ -99,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", default="epochs,data,optuna_tpe_hyperband",
                         help=f"comma-separated: {', '.join(FIDELITY_ARMS)} and any of {', '.join(peers.METHODS[1:])}")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--json-out", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    common.add_child_args(parser)
     args = parser.parse_args(argv)
     if args.child:
         return run_child(args)

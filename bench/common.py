@@ -45,6 +45,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         help="JSON path (default bench/results/<name>.json; with --smoke a temp folder)")
 
 
+def add_child_args(parser: argparse.ArgumentParser) -> None:
+    """The hidden arguments of a benchmark's own child process (one run in a fresh process)."""
+    for name in ("--child", "--json-out", "--workdir"):
+        parser.add_argument(name, help=argparse.SUPPRESS)
+
+
 def output_path(name: str, args: argparse.Namespace) -> Path:
     if args.out is not None:
         return Path(args.out)

@@ -361,3 +361,18 @@ def run_smac(params: Any, splits: dict, meta: dict, log: SuiteLog, points: list[
         score = train(plain(info.config), epochs)
         smac.tell(info, TrialValue(cost=1.0 - score, time=log.clock() - start))
     log.end()
+
+
+def run_searcher(method: str, params: Any, splits: dict, meta: dict, log: SuiteLog, workdir: Path,
+                 points: list[dict[str, Any]]) -> None:
+    """Run ``method`` (one of ``METHODS``) until ``log`` stops it; its files go under ``workdir``."""
+    if method in KT_METHODS:
+        run_keras_tuner(params, splits, meta, log, workdir / "out", points)
+    elif method == OPTUNA:
+        run_optuna(params, splits, meta, log, points)
+    elif method == DEHB:
+        run_dehb(params, splits, meta, log, points, workdir)
+    elif method == SMAC:
+        run_smac(params, splits, meta, log, points, workdir)
+    else:
+        raise ValueError(f"unknown method {method!r}")

@@ -134,16 +134,7 @@ def run_one(job: dict[str, Any], splits: dict, meta: dict, workdir: Path) -> dic
     points = list(params.tune.initial_points)
     log = peers.SuiteLog(*splits["test"], job["budget_epochs"], job["budget_seconds"], smoke=mode == "smoke")
     keras.backend.clear_session()
-    if method in peers.KT_METHODS:
-        peers.run_keras_tuner(params, splits, meta, log, where / "out", points)
-    elif method == peers.OPTUNA:
-        peers.run_optuna(params, splits, meta, log, points)
-    elif method == peers.DEHB:
-        peers.run_dehb(params, splits, meta, log, points, where)
-    elif method == peers.SMAC:
-        peers.run_smac(params, splits, meta, log, points, where)
-    else:
-        raise ValueError(f"unknown method {method!r}")
+    peers.run_searcher(method, params, splits, meta, log, where, points)
     result = log.result()
     return {**job, "tuner": params.tune.tuner if method in peers.KT_METHODS else method, "pid": os.getpid(),
             "commit": common.git_commit(), "initial_points": points, "max_epochs": params.tune.max_epochs,
@@ -322,9 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default by mode)")
     parser.add_argument("--epochs", type=int, default=None, help="budget B in epochs (default by mode)")
     parser.add_argument("--fresh", action="store_true", help="one process per run in --quick too")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--json-out", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    common.add_child_args(parser)
     args = parser.parse_args(argv)
     if args.child:
         return run_child(args)

@@ -309,6 +309,16 @@ def test_a_winner_must_survive_the_correction():
     assert test.p_text() == "p=0.041, 0.123 after Holm's correction over 3 tests"
 
 
+def test_configurations_of_unknown_draw_are_not_counted_as_uniform():
+    from pipeline.report.questions import randomized_rows
+
+    table = pd.DataFrame({"source": ["uniform", None, "model", "Uniform ", float("nan")]})
+    rows, scope = randomized_rows(table)
+    assert list(rows) == [0, 3] and scope == "uniformly drawn configurations only (2 of 5)"
+    assert randomized_rows(pd.DataFrame({"source": [None, None]})) == (None, "")  # nothing says: every row
+    assert randomized_rows(pd.DataFrame({"score": [0.5]})) == (None, "")  # an older trials.csv
+
+
 def test_the_samplers_favourite_wins_only_where_the_sampler_chose_it(tmp_path):
     # a BOHB-like search: 24 uniform draws where the optimizer makes no difference, and 16 informed
     # draws (around the incumbent) that are all adam and better for what else they share with it

@@ -80,9 +80,10 @@ def randomized_rows(table: pd.DataFrame) -> tuple[pd.Index | None, str]:
     if SOURCE not in table.columns:
         return None, ""
     source = table[SOURCE].astype("string").str.strip().str.lower()
-    if source.isna().all() or (source == UNIFORM_DRAW).all():
+    drawn = (source == UNIFORM_DRAW).fillna(False).to_numpy(dtype=bool)  # an unknown draw is not a uniform one
+    if source.isna().all() or drawn.all():
         return None, ""
-    rows = table.index[(source == UNIFORM_DRAW).to_numpy()]
+    rows = table.index[drawn]
     return rows, f"uniformly drawn configurations only ({len(rows)} of {len(table)})"
 
 

@@ -90,6 +90,9 @@ def run_experiment(variants: Sequence[Variant], config: Any, seed: int, epochs: 
     """
     out = Outcome()
     variants = list(variants)
+    if len(variants) < 2:  # the best configuration alone (every variant skipped or left out): nothing to compare
+        out.variants = variants
+        return out
     if config.retune_rate:
         grids = config.learning_rates.model_dump()
         picks = rate_variants(variants, grids)

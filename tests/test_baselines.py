@@ -28,16 +28,16 @@ def test_baselines_score_the_test_split_and_the_margin_names_the_better_one() ->
     assert summary["baselines"] == {k: v["test_accuracy"] for k, v in result.items()}
 
 
-def test_a_large_training_set_fits_the_svc_on_a_stratified_subsample_and_says_so(
+def test_a_large_training_set_fits_the_baselines_on_a_stratified_subsample_and_says_so(
         monkeypatch: pytest.MonkeyPatch) -> None:
     x_train, y_train, x_test, y_test = digits_split()
-    monkeypatch.setattr(baselines, "SVC_SAMPLES", 300)
+    monkeypatch.setattr(baselines, "SUBSAMPLE", 300)
     result = baselines.fit_baselines(x_train, y_train, x_test, y_test)
-    assert result["svc"]["trained_on"] == 300 and "trained_on" not in result["logistic_regression"]
+    assert result["svc"]["trained_on"] == result["logistic_regression"]["trained_on"] == 300
     assert 0.8 < result["svc"]["test_accuracy"] < 1.0  # fewer images, still a real fit
     assert result == baselines.fit_baselines(x_train, y_train, x_test, y_test)  # seeded: the same subsample
     summary = baselines.baseline_summary(result, 0.99)
-    assert summary["baselines_trained_on"] == {"svc": 300}
+    assert summary["baselines_trained_on"] == {"svc": 300, "logistic_regression": 300}
     # the subsample keeps the class proportions (10 digits, ~120 each of 1200 -> ~30 each of 300)
     from pipeline.data.split import stratified_subsample
 

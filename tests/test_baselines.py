@@ -52,3 +52,10 @@ def test_too_many_pixels_skip_logistic_regression_with_a_note(monkeypatch: pytes
     summary = baselines.baseline_summary(result, 0.9)
     assert summary["baselines_skipped"] == {"logistic_regression": result["logistic_regression"]["skipped"]}
     assert summary["best_baseline"] == "svc" and "baselines_trained_on" not in summary
+
+
+def test_side_by_side_fits_give_the_same_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    split = digits_split()
+    one_by_one = baselines.fit_baselines(*split)
+    monkeypatch.setattr(baselines, "PARALLEL_FROM", 0)  # a process per baseline, as on a big folder
+    assert baselines.fit_baselines(*split) == one_by_one

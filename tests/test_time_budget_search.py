@@ -128,8 +128,9 @@ def test_train_stops_its_models_on_the_budget(project: Path, capsys: pytest.Capt
     assert budget["stopped_by_budget"] is True and budget["budget_s"] == 1.0
     assert budget["models_planned"] == 3 and budget["models_trained"] == 1
     assert 1 <= record["members"][0]["epochs_run"] < 1000 and record["members"][0]["stopped_by_budget"]
-    # counted from the stage's start (opening the MLflow store included), so not bounded here: the cut is
-    assert 1.0 <= budget["spent_s"] <= wall
+    # counted from the stage's start (opening the MLflow store included); at or under the budget when an
+    # epoch that would end past it is not started (a fast machine), never past the stage's own wall time
+    assert 0.0 < budget["spent_s"] <= wall
     assert "(train.time_budget) spent after" in out and "trained 1 of 3 model(s) (model 1 stopped at epoch" in out
     assert "train epoch 1/3000: member 1/3 epoch 1/1000:" in out and "ETA ~" in out  # the progress lines
     metrics = MlflowClient().get_run(record["run_id"]).data.metrics

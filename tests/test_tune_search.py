@@ -59,7 +59,7 @@ def test_hyperband_logs_one_child_run_per_trial(tmp_path: Path, store: str) -> N
         assert run.info.status == "FINISHED"
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert set(type(params.search_space).model_fields) == set(data.params)  # same keys every trial
-        for key in ("bracket", "round", "initial_epoch", "target_epochs"):
+        for key in ("bracket", "round", "initial_epoch", "target_epochs", "source"):
             assert key in tags
         for key in ("score", "epochs_trained", "seconds_per_epoch", "params_count"):
             assert key in data.metrics
@@ -75,10 +75,12 @@ def test_hyperband_logs_one_child_run_per_trial(tmp_path: Path, store: str) -> N
     out = tmp_path / "out"
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert len(rows) == len(trials)
-    assert list(rows[0])[:19] == ["trial_id", "status", "score", "objective", "bracket", "round", "continued_from",
-                                  "initial_epoch", "target_epochs", "epochs_trained", "best_epoch", "seconds",
-                                  "seconds_per_epoch", "params_count", "run_id", "accuracy", "val_accuracy",
-                                  "loss", "val_loss"]
+    assert list(rows[0])[:23] == ["trial_id", "status", "score", "objective", "bracket", "round", "continued_from",
+                                  "initial_epoch", "target_epochs", "budget_cut_at", "epochs_trained", "best_epoch",
+                                  "seconds", "seconds_per_epoch", "params_count", "run_id", "source", "train_rows",
+                                  "accuracy", "val_accuracy", "loss", "val_loss", "trial_seconds"]
+    # Hyperband draws every configuration uniformly and, under epoch fidelity, trains on every row
+    assert {r["source"] for r in rows} == {"uniform"} and len({r["train_rows"] for r in rows}) == 1
     assert all(f"hp.{k}" in rows[0] for k in SPACE_KEYS)
     history = list(csv.DictReader((out / "history.csv").open()))
     assert list(history[0]) == ["trial_id", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]

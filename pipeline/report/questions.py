@@ -107,12 +107,18 @@ class Context:
         self.adjusted_p = holm(self.raw_p)
         return len(self.adjusted_p)
 
+    @property
+    def family(self) -> int:
+        """How many tests the correction is over; 0 before it, or for a single test (nothing to correct)."""
+        size = len(self.adjusted_p or {})
+        return size if size > 1 else 0
+
     def _adjust(self, key: str, test: GroupTest) -> None:
         """``choice_verdict``'s hook, before it decides: the test's scope, its p into the family, the correction."""
         test.scope = self.scope
         self.raw_p[key] = test.p_value
-        if self.adjusted_p is not None and key in self.adjusted_p and len(self.adjusted_p) > 1:
-            test.adjusted_p, test.family = self.adjusted_p[key], len(self.adjusted_p)
+        if self.family and key in self.adjusted_p:
+            test.adjusted_p, test.family = self.adjusted_p[key], self.family
 
     def dim(self, name: str) -> Dimension | None:
         return self.dims.get(name)

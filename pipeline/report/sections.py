@@ -97,8 +97,8 @@ def answers(doc: Document, findings: list[Finding], verdicts: dict[str, Verdict]
                       "pairs its favourite values with each other; the search's answers compare the uniform "
                       "draws only, so a value wins for itself, not for the company the sampler gave it. Where "
                       "they are too few, the ablation's controlled runs answer.")
-    if ctx is not None and ctx.adjusted_p is not None and len(ctx.adjusted_p) > 1:
-        doc.paragraph(f"The search's {len(ctx.adjusted_p)} tests share one error rate: their p-values are "
+    if ctx is not None and ctx.family:
+        doc.paragraph(f"The search's {ctx.family} tests share one error rate: their p-values are "
                       "corrected together (Holm), and a winner needs a corrected p below 0.05.")
     doc.table(["question", "verdict", "evidence"],
               [[f.question, headline(effective(f, verdicts)),

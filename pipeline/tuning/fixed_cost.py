@@ -96,6 +96,6 @@ def fixed_cost_metrics(records: list[Any], wall_seconds: float | None = None) ->
     """The tune stage's figures from its trial records (``TrialRecord``): ``fixed_seconds_per_trial`` and
     ``setup_share``, as ``fixed_cost_of`` reads them from ``trials.csv``; left out when unknown."""
     trained = [r for r in records if r.epochs_trained > 0 and r.trial_seconds is not None]
-    work = epoch_work([r.epochs_trained for r in trained], [getattr(r, "train_rows", None) for r in trained])
+    work = epoch_work([r.epochs_trained for r in trained], [r.train_rows for r in trained])
     cost = fixed_cost([float(r.trial_seconds) for r in trained], work, wall_seconds)
     return {key: cost[key] for key in ("fixed_seconds_per_trial", "setup_share") if cost[key] is not None}

@@ -145,10 +145,10 @@ class TrackedTunerMixin:
             extra.append(EpochRecorder(record, self.tracker, record.run_id))
         kwargs["callbacks"] = [c for c in given if not isinstance(c, SaveBestEpoch)] + extra
         results = super()._build_and_fit_model(trial, *args, **kwargs)
-        cut = [c.stopped_at for c in kwargs["callbacks"] if isinstance(c, StopAtDeadline) and c.stopped_at]
-        if record is not None and cut:  # scored on fewer epochs than it was given: not a full-budget trial
-            record.budget_cut_at = min(cut)
         if record is not None:
+            # scored on fewer epochs than it was given (not a full-budget trial), and on how many rows
+            cut = [c.stopped_at for c in kwargs["callbacks"] if isinstance(c, StopAtDeadline) and c.stopped_at]
+            record.budget_cut_at = min(cut) if cut else None
             record.train_rows = getattr(self.hypermodel, "last_fit_rows", None)
         if guard.nan_at is not None:
             raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {guard.nan_at}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("tracking_overhead", "throughput", "memory", "dvc_noop")
+SCRIPTS = ("tracking_overhead", "throughput", "memory", "dvc_noop", "bn_momentum")
 SPECIFIC_KEYS = {
     "tracking_overhead": {"median_ratio", "ratios", "seconds", "repeats", "target_ratio", "met", "identical_trials",
                           "trials"},
@@ -28,6 +28,7 @@ SPECIFIC_KEYS = {
     "memory": {"mode", "trials", "growth_mb", "peak_rss_mb", "samples", "target_growth_mb", "met", "restarts",
                "processes", "trials_per_process", "rss_timeline"},
     "dvc_noop": {"scope", "median_seconds", "seconds", "first_repro_seconds", "stages_rerun_in_noop"},
+    "bn_momentum": {"commit", "epochs", "recipe", "momenta", "seeds", "summary", "runs"},
 }
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DVC_NO_ANALYTICS": "1"}
 

@@ -112,3 +112,25 @@ def test_a_family_whose_blocks_drop_their_convolution_stays_near_chance() -> Non
         assert validation_accuracy("pool_only") < 0.6
     finally:
         REGISTRY.unregister("pool_only")
+
+
+def test_batch_norm_statistics_settle_within_one_short_epoch() -> None:
+    """After 30 training steps the moving statistics that inference uses match the data's own.
+
+    With Keras' default momentum (0.99) three quarters of the moving variance would still be its
+    starting value 1 after 30 steps, and a Hyperband rung of one epoch would judge a batch-norm
+    configuration with statistics it never saw (bench/bn_momentum.py)."""
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(960, 8, 8, 1)) * 6.0 + 3.0).astype("float32")  # activations far from mean 0 / variance 1
+    y = (x.mean(axis=(1, 2, 3)) > 3.0).astype("int32")
+    values = {**VALUES, "blocks": 1, "filters": 4, "kernel_size": 3, "head": "gap", "regularizer": "none"}
+    model = build_network(values, (8, 8, 1), num_classes=2, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)  # 30 steps; a rate of 0 keeps the kernels
+    norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    activations = np.array(keras.Model(model.inputs, conv.output)(x[-320:]))
+    true_mean, true_var = activations.mean(axis=(0, 1, 2)), activations.var(axis=(0, 1, 2))
+    moving_mean, moving_var = np.array(norm.moving_mean), np.array(norm.moving_variance)
+    assert np.all(np.abs(moving_var - true_var) <= 0.15 * true_var), (moving_var, true_var)
+    assert np.all(np.abs(moving_mean - true_mean) <= 0.15 * np.sqrt(true_var) + 1e-3), (moving_mean, true_mean)

@@ -11,7 +11,14 @@ import pytest
 from pipeline.config import SearchSpaceConfig
 from pipeline.data import store
 from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
-from pipeline.model.training import epoch_batches, fit_model, is_streamed
+from pipeline.model.training import (
+    VALIDATION_BATCH_SIZE,
+    epoch_batches,
+    evaluation_batches,
+    fit_model,
+    is_streamed,
+    sequential_batches,
+)
 
 # Dropout, batch norm and Adam: a model whose weights show any difference in what it was fed.
 SPACE = SearchSpaceConfig.model_validate({
@@ -91,3 +98,30 @@ def test_batches_are_each_epochs_order_cut_into_sorted_batches(n: int, batch_siz
     assert len(got) == len(expected)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_every_input_pipeline_runs_without_tf_data_autotuning(processed: Path) -> None:
+    """Autotuning's model thread made deleting a fit's iterator wait up to seconds (``without_autotune``)."""
+    x, y = store.load_split(processed, "train", mmap=False)
+    x_val, y_val = store.load_split(processed, "validation", mmap=False)
+    xm, ym = store.load_split(processed, "validation", mmap=True)
+    pipelines = {"epoch_batches": epoch_batches(x, y, 16, seed=0, initial_epoch=0, epochs=2),
+                 "sequential_batches": sequential_batches(xm, ym, 8),
+                 "evaluation_batches in memory": evaluation_batches(x_val, y_val),
+                 "evaluation_batches mapped": evaluation_batches(xm, ym)}
+    for name, dataset in pipelines.items():
+        assert dataset.options().autotune.enabled is False, name
+
+
+def test_in_memory_evaluation_batches_score_as_keras_scores_the_arrays(processed: Path) -> None:
+    """fit_model hands Keras its validation arrays as batches of its own: the scores must not change."""
+    x_val, y_val = store.load_split(processed, "validation", mmap=False)
+    keras.utils.set_random_seed(0)
+    model = CNNHyperModel(space=SPACE, input_shape=(8, 8, 1), num_classes=10, seed=3,
+                          total_epochs=2).build(hyperparameters_from_values(SPACE, {}))
+    batches = list(evaluation_batches(x_val, y_val).as_numpy_iterator())
+    assert [len(b) for _, b in batches] == [len(y_val)]  # 30 images: one batch of VALIDATION_BATCH_SIZE or fewer
+    np.testing.assert_array_equal(np.concatenate([a for a, _ in batches]), x_val)
+    via_arrays = model.evaluate(x_val, y_val, batch_size=VALIDATION_BATCH_SIZE, verbose=0)
+    via_batches = model.evaluate(evaluation_batches(x_val, y_val), verbose=0)
+    np.testing.assert_allclose(via_batches, via_arrays, rtol=1e-6)

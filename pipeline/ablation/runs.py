@@ -43,7 +43,7 @@ from pipeline.ablation.plan import (
 from pipeline.hparams import Fixed
 from pipeline.model.final import validation_score
 from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
-from pipeline.model.training import fit_model
+from pipeline.model.training import evaluation_batches, fit_model
 
 # The runs whose train-validation gap a verdict uses (the best configuration's too); the others skip
 # the pass over the training set.
@@ -129,7 +129,7 @@ def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epoch
         # weights are compared (as the train stage keeps them).
         fit_model(model, variant.values, data.x, data.y, validation_data=None, epochs=epochs, seed=seed,
                   callbacks=[_EpochLog(tracker, run_id)])
-        val_loss, val_accuracy = model.evaluate(data.x_val, data.y_val, batch_size=256, verbose=0)[:2]
+        val_loss, val_accuracy = model.evaluate(evaluation_batches(data.x_val, data.y_val), verbose=0)[:2]
         scores = {"val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
                   "test_accuracy": validation_score(model, data.x_test, data.y_test, "val_accuracy")}
         if variant.dimension in GAP_DIMENSIONS and variant.phase != RATE:

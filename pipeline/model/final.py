@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from pipeline.model.deadline import FitHorizonToBudget
-from pipeline.model.training import fit_model, load_training_state
+from pipeline.model.training import evaluation_batches, fit_model, load_training_state
 from pipeline.objective import direction_of, shortfall
 from pipeline.time_budget import TimeBudget
 
@@ -69,7 +69,7 @@ def member_plan(candidates: list[dict[str, Any]], configurations: int, seeds: in
 
 def validation_score(model: keras.Model, x: np.ndarray, y: np.ndarray, objective: str) -> float:
     """Accuracy or cross-entropy of ``model``'s predictions (compiled or not, e.g. an ensemble)."""
-    proba = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
+    proba = np.asarray(model.predict(evaluation_batches(x, y), verbose=0), dtype=np.float64)
     if objective.endswith("loss"):
         return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))))
     return float(np.mean(np.argmax(proba, axis=1) == y))

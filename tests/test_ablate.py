@@ -150,8 +150,16 @@ def test_work_is_shared_by_graph_and_duplicates_train_once() -> None:
     groups = plan.work_groups(unique)
     # init and schedule change no graph: they train in the best configuration's model
     assert [v.name for v in groups[0]] == ["best", "init=zeros", "lr_schedule=cosine"]
-    shares = plan.share_out(groups, 2)
-    assert sorted(len(share) for share in shares) == [2, 3]
+    shares = plan.share_runs(unique, [0, 1], 2)
+    assert sorted(len(share) for share, _ in shares) == [2, 3]  # the best's graph (3 variants); sgd's and dropout's
+    assert all(seeds == {v.name: [0, 1] for v in share} for share, seeds in shares)
+    # fewer graphs than workers: a graph's runs are split by seed, so no worker idles
+    split = plan.share_runs(groups[0], {"best": [3, 4], "init=zeros": [3, 4], "lr_schedule=cosine": [3]}, 2)
+    assert [seeds for _, seeds in split] == [{"best": [3], "init=zeros": [3], "lr_schedule=cosine": [3]},
+                                             {"best": [4], "init=zeros": [4]}]
+    assert [v.name for v in split[1][0]] == ["best", "init=zeros"]
+    # one seed of one graph (the power round's extra seed for the best and one variant): run by run
+    assert [seeds for _, seeds in plan.share_runs(groups[0][:2], [5], 2)] == [{"best": [5]}, {"init=zeros": [5]}]
     runs = [{"variant": v.name, "seed": seed, "val_accuracy": 0.5} for v in unique for seed in (0, 1)]
     everything = plan.with_duplicates(variants, aliases, runs, [0, 1])
     assert [(r["variant"], r["seed"]) for r in everything][-2:] == [("baseline=plain_sgd", 0),
@@ -274,6 +282,16 @@ def test_tiny_ablation_runs_logs_nested_runs_and_the_report_cites_it(tmp_path: P
     assert {v["evidence"] for v in report_verdicts} == {"search"}
 
 
+# A small configuration with every key of the search space, for ablation runs on a few digits.
+TINY_BEST = {"architecture": "plain", "blocks": 1, "filters": 8, "kernel_size": 3, "head": "gap", "dense_units": 0,
+             "activation": "relu", "init": "he_normal", "init_stddev": 0.05, "regularizer": "none",
+             "reg_strength": 1e-4, "dropout": 0.25, "batch_norm": True, "weight_decay": 1e-4, "optimizer": "adam",
+             "momentum": 0.9, "learning_rate": 0.01, "lr_schedule": "cosine", "step_decay_factor": 0.5,
+             "step_decay_epochs": 3, "exp_decay_rate": 0.8, "cosine_floor": 0.01, "restart_epochs": 3,
+             "restart_mult": 2.0, "warmup_epochs": 1, "augment_translate": 0.0, "augment_rotate": 0.0,
+             "augment_zoom": 0.0, "augment_flip": False, "label_smoothing": 0.0, "batch_size": 32}
+
+
 # ------------------------------------------------------------------ shared models train as fresh ones
 @pytest.mark.slow
 def test_a_reused_model_trains_exactly_like_a_fresh_one() -> None:
@@ -287,13 +305,7 @@ def test_a_reused_model_trains_exactly_like_a_fresh_one() -> None:
     y = y.astype("int64")[:360]
     data = Splits(x[:240], y[:240], x[240:300], y[240:300], x[300:], y[300:])
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    best = {"architecture": "plain", "blocks": 1, "filters": 8, "kernel_size": 3, "head": "gap", "dense_units": 0,
-            "activation": "relu", "init": "he_normal", "init_stddev": 0.05, "regularizer": "none",
-            "reg_strength": 1e-4, "dropout": 0.25, "batch_norm": True, "weight_decay": 1e-4, "optimizer": "adam",
-            "momentum": 0.9, "learning_rate": 0.01, "lr_schedule": "cosine", "step_decay_factor": 0.5,
-            "step_decay_epochs": 3, "exp_decay_rate": 0.8, "cosine_floor": 0.01, "restart_epochs": 3,
-            "restart_mult": 2.0, "warmup_epochs": 1, "augment_translate": 0.0, "augment_rotate": 0.0,
-            "augment_zoom": 0.0, "augment_flip": False, "label_smoothing": 0.0, "batch_size": 32}
+    best = TINY_BEST
     build = model_builder(params.search_space, (8, 8, 1), 10, epochs=2)
     variants, _ = plan_variants(best, {"init": ["glorot_uniform"], "lr_schedule": ["constant"], "dropout": [0.0]})
     shared = {(r["variant"], r["seed"]): r["val_loss"] for r in run_ablation(variants, [1, 2], build, data, 2)}
@@ -301,6 +313,57 @@ def test_a_reused_model_trains_exactly_like_a_fresh_one() -> None:
     for variant in variants:  # each alone, at the second seed: a freshly built model
         alone = run_ablation([variant], [2], build, data, 2)[0]
         assert alone["val_loss"] == shared[(variant.name, 2)], variant.name
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_runs_of_one_process_over_several_rounds(tmp_path: Path) -> None:
+    """The stage's default (``ablate.workers: 2``): two processes kept up across rounds, a round's runs
+    shared by graph or, with one graph, by seed; every record as the same runs in this process give."""
+    from sklearn.datasets import load_digits
+
+    from pipeline.ablation.runs import Splits, Trainer, model_builder, plan_variants
+    from pipeline.ablation.workers import WorkerPool
+    from pipeline.data import store
+
+    x, y = load_digits(return_X_y=True)
+    x = ((x - 8.0) / 8.0).reshape(-1, 8, 8, 1).astype("float32")[:200]
+    y = y.astype("int64")[:200]
+    for split, rows in (("train", slice(0, 120)), ("validation", slice(120, 160)), ("test", slice(160, 200))):
+        store.save_split(tmp_path, split, x[rows], y[rows])
+    store.save_meta(tmp_path, {"input_shape": [8, 8, 1], "num_classes": 10})
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    variants, _ = plan_variants({**TINY_BEST, "filters": 4}, {"init": ["glorot_uniform"], "dropout": [0.0]})
+    rounds = [(variants, [1, 2], 1), (variants[:2], {"best": [3, 4], "init=glorot_uniform": [3, 4]}, 2)]
+
+    data = Splits(*store.load_split(tmp_path, "train"), *store.load_split(tmp_path, "validation"),
+                  *store.load_split(tmp_path, "test"))
+    trainer = Trainer(lambda epochs: model_builder(params.search_space, (8, 8, 1), 10, epochs), data)
+    alone = [trainer.run(*round_) for round_ in rounds]
+    trainer.close()
+    seen: list[dict] = []
+    with WorkerPool(2, search_space=params.search_space.model_dump(mode="json"), data_dir=str(tmp_path),
+                    tracking=None) as pool:
+        pooled = [pool.run(*round_, on_run=seen.append) for round_ in rounds]
+        pids = {worker.popen.pid for worker in pool.workers}
+    assert len(pids) == 2 and len(seen) == 6 + 4  # every run reported as it finished
+    for mine, theirs in zip(alone, pooled, strict=True):
+        assert [(r["variant"], r["seed"]) for r in theirs] == [(r["variant"], r["seed"]) for r in mine]
+        for a, b in zip(mine, theirs, strict=True):
+            assert b["status"] == "FINISHED"
+            assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4), (a["variant"], a["seed"])
+
+
+def test_a_failing_worker_stops_the_pool_with_its_last_lines(tmp_path: Path) -> None:
+    from pipeline.ablation.plan import Variant
+    from pipeline.ablation.workers import WorkerPool
+    from pipeline.errors import PipelineError
+
+    # no processed data in tmp_path: each worker fails while it loads it, before any job
+    with pytest.raises(PipelineError) as caught, WorkerPool(2, search_space={}, data_dir=str(tmp_path),
+                                                            tracking=None) as pool:
+        pool.run([Variant(None, None, {"optimizer": "adam"}, {})], [1], 1)
+    assert caught.value.lines[0].startswith("ablation worker") and "failed (exit code 1)" in caught.value.lines[0]
+    assert any("meta" in line or "No such file" in line for line in caught.value.lines[1:]), caught.value.lines
 
 
 def test_the_report_leaves_out_the_ablation_of_another_best_configuration(tmp_path: Path) -> None:

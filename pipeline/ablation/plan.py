@@ -164,12 +164,29 @@ def work_groups(variants: Sequence[Variant]) -> list[list[Variant]]:
     return sorted(groups.values(), key=len, reverse=True)
 
 
-def share_out(groups: Sequence[Sequence[Variant]], workers: int) -> list[list[Variant]]:
-    """Groups dealt to ``workers`` (largest first, each to the least loaded), empty shares dropped."""
-    shares: list[list[Variant]] = [[] for _ in range(max(1, workers))]
-    for group in sorted(groups, key=len, reverse=True):
-        min(shares, key=len).extend(group)
-    return [share for share in shares if share]
+def share_runs(variants: Sequence[Variant], seeds: SeedPlan,
+               workers: int) -> list[tuple[list[Variant], dict[str, list[int]]]]:
+    """The runs dealt to ``workers``: per worker, its variants (in plan order) and their seeds by name.
+
+    A graph's variants go to one worker, where they share one traced model; with fewer graphs than
+    workers (the power round often adds seeds to one configuration and the best), each graph's runs
+    are split by seed instead, or run by run, so that no worker idles (each part traces the graph
+    once). Parts go
+    largest first, each to the worker with the fewest runs; empty shares are dropped.
+    """
+    groups = work_groups(variants)
+    parts = [{v.name: seeds_of(seeds, v.name) for v in group} for group in groups]
+    if len(parts) < workers:
+        parts = [{v.name: [seed] for v in group if seed in seeds_of(seeds, v.name)}
+                 for group in groups for seed in dict.fromkeys(s for v in group for s in seeds_of(seeds, v.name))]
+    if len(parts) < workers:  # one seed of one graph: run by run
+        parts = [{name: [seed]} for part in parts for name, part_seeds in part.items() for seed in part_seeds]
+    shares: list[dict[str, list[int]]] = [{} for _ in range(max(1, workers))]
+    for part in sorted(parts, key=lambda p: sum(map(len, p.values())), reverse=True):
+        share = min(shares, key=lambda sh: sum(map(len, sh.values())))
+        for name, part_seeds in part.items():
+            share.setdefault(name, []).extend(part_seeds)
+    return [([v for v in variants if v.name in share], share) for share in shares if share]
 
 
 def ablation_seeds(seed: int, count: int) -> list[int]:
@@ -178,5 +195,5 @@ def ablation_seeds(seed: int, count: int) -> list[int]:
 
 
 __all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "RATE", "SCORE_COLUMNS", "VERDICT", "SeedPlan",
-           "Variant", "ablation_seeds", "config_key", "graph_key", "plan_variants", "seeds_of", "share_out",
+           "Variant", "ablation_seeds", "config_key", "graph_key", "plan_variants", "seeds_of", "share_runs",
            "unique_variants", "with_duplicates", "work_groups"]

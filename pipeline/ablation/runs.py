@@ -148,36 +148,61 @@ def run_one(variant: Variant, seed: int, model: keras.Model, data: Splits, epoch
             "run_id": run_id, "seconds": round(time.monotonic() - started, 2), **scores}
 
 
+class Trainer:
+    """Trains runs in this process, keeping one traced model per graph across calls (an ablation's rounds).
+
+    Runs of the same graph share one model (``reset_to``): the seeds of a variant, variants that differ
+    only in ``GRAPH_FREE_KEYS`` (an initializer, a schedule, the learning rate: so a configuration's
+    rate-selection runs and its verdict runs), in every round: tracing is paid once per graph, not per
+    run or round. ``close`` drops the models (TensorFlow keeps ~10 MB per model built).
+    """
+
+    def __init__(self, build_for: Callable[[int], Builder], data: Splits,
+                 tracker: AblationTracker | None = None) -> None:
+        self.build_for, self.data, self.tracker = build_for, data, tracker
+        self.models: dict[str, keras.Model] = {}  # by graph_key; a handful of small models
+
+    def run(self, variants: Sequence[Variant], seeds: SeedPlan, epochs: int,
+            on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Every variant at its seeds (``seeds``: all the same, or by variant name), one after the other.
+
+        A variant whose configuration equals an earlier one's is not trained again (``unique_variants``):
+        its records are the earlier ones', marked ``same_as``.
+        """
+        unique, aliases = unique_variants(variants)
+        build = self.build_for(epochs)
+        runs: list[dict[str, Any]] = []
+        for variant in unique:
+            graph = graph_key(variant.values)
+            for seed in seeds_of(seeds, variant.name):
+                # Python, NumPy and TensorFlow state as the train stage sets it: a run depends on its seed
+                # alone, not on the runs before it in this process.
+                keras.utils.set_random_seed(seed)
+                fresh = build(variant, seed)
+                self.models[graph] = reset_to(self.models[graph], fresh) if graph in self.models else fresh
+                runs.append(run_one(variant, seed, self.models[graph], self.data, epochs, self.tracker))
+                if on_run is not None:
+                    on_run(runs[-1])
+        return with_duplicates(variants, aliases, runs, seeds, on_copy=on_run)
+
+    def close(self) -> None:
+        self.models.clear()
+        keras.backend.clear_session()
+
+    release = close  # no more rounds (a ``WorkerPool``'s word for it)
+
+
 def run_ablation(variants: Sequence[Variant], seeds: SeedPlan, build: Builder, data: Splits, epochs: int,
                  tracker: AblationTracker | None = None,
                  on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Every variant at its seeds (``seeds``: all the same, or by variant name) in this process, one variant
-    after the other.
-
-    Runs of the same graph share one model (``reset_to``): the seeds of a variant, and variants
-    that differ only in ``GRAPH_FREE_KEYS`` (an initializer, a schedule): tracing is paid once per
-    graph, not per run. A variant whose configuration equals an earlier one's is not trained
-    again (``unique_variants``): its records are the earlier ones', marked ``same_as``.
-    """
-    unique, aliases = unique_variants(variants)
-    runs: list[dict[str, Any]] = []
-    models: dict[str, keras.Model] = {}  # by graph_key; a handful of small models
-    for variant in unique:
-        graph = graph_key(variant.values)
-        for seed in seeds_of(seeds, variant.name):
-            # Python, NumPy and TensorFlow state as the train stage sets it: a run depends on its seed
-            # alone, not on the runs before it in this process.
-            keras.utils.set_random_seed(seed)
-            fresh = build(variant, seed)
-            models[graph] = reset_to(models[graph], fresh) if graph in models else fresh
-            runs.append(run_one(variant, seed, models[graph], data, epochs, tracker))
-            if on_run is not None:
-                on_run(runs[-1])
-    models.clear()
-    keras.backend.clear_session()  # TensorFlow keeps ~10 MB per model built
-    return with_duplicates(variants, aliases, runs, seeds, on_copy=on_run)
+    """Every variant at its seeds in this process (one ``Trainer`` call); the records in plan order."""
+    trainer = Trainer(lambda _epochs: build, data, tracker)
+    try:
+        return trainer.run(variants, seeds, epochs, on_run)
+    finally:
+        trainer.close()
 
 
 __all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "RATE", "SCORE_COLUMNS", "AblationTracker", "Splits",
-           "Variant", "ablation_seeds", "graph_key", "model_builder", "plan_variants", "reset_to", "run_ablation",
-           "run_one"]
+           "Trainer", "Variant", "ablation_seeds", "graph_key", "model_builder", "plan_variants", "reset_to",
+           "run_ablation", "run_one"]

@@ -7,15 +7,19 @@ the variants, finish the same runs about a third sooner, and more on an idle mac
 run still depends on its seed and configuration alone, so which worker trains what changes
 no number (the thread count may change the last digits, as it does for any TensorFlow run).
 
-The parent (the ablate stage's process) never imports TensorFlow: it writes one job file per
-worker, starts ``python -m pipeline.ablation.workers JOB``, relays their output,
-and reads back their records. Workers log their nested MLflow runs themselves.
+The workers stay up for the whole stage (``WorkerPool``): the rate selection, the verdict runs
+and the seeds for power are jobs sent to the same processes, so TensorFlow starts once per
+worker (~5 s on 2 busy cores) and a configuration's graph, traced in the first round, serves the
+next ones. The parent (the ablate stage's process) never imports TensorFlow: it sends each
+worker a job as one JSON line on its stdin, relays their output and collects the records each
+worker prints per finished run. Workers log their nested MLflow runs themselves.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -26,31 +30,48 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.ablation.plan import SeedPlan, Variant, share_out, unique_variants, with_duplicates, work_groups
+from pipeline.ablation.plan import SeedPlan, Variant, share_runs, unique_variants, with_duplicates
 from pipeline.errors import PipelineError
 
 RUN_LINE = "ABLATION_RUN "  # a worker's record of one finished run, as JSON after this prefix
 
 
+DONE_LINE = "ABLATION_JOB_DONE"  # a worker finished the job it was sent
+
+
 class _Worker:
-    def __init__(self, name: str, job: Path, on_line: Callable[[str, str], None]) -> None:
-        self.name, self.job, self.on_line = name, job, on_line
+    def __init__(self, name: str, settings: Path, events: queue.Queue) -> None:
+        self.name, self.settings, self.events = name, settings, events
         self.tail: deque[str] = deque(maxlen=12)
         self.popen: subprocess.Popen[str] | None = None
         self.pump: threading.Thread | None = None
 
     def start(self) -> None:
-        self.popen = subprocess.Popen([sys.executable, "-m", "pipeline.ablation.workers", str(self.job)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.popen = subprocess.Popen([sys.executable, "-m", "pipeline.ablation.workers", str(self.settings)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, bufsize=1)
         self.pump = threading.Thread(target=self._pump, daemon=True)
         self.pump.start()
 
     def _pump(self) -> None:
         for line in self.popen.stdout or ():
             line = line.rstrip("\n")
-            if not line.startswith(RUN_LINE):
+            if not line.startswith((RUN_LINE, DONE_LINE)):
                 self.tail.append(line)
-            self.on_line(self.name, line)
+            self.events.put((self, line))
+        self.events.put((self, None))  # its output ended: it exited
+
+    def send(self, job: dict[str, Any]) -> None:
+        self.popen.stdin.write(json.dumps(job, default=str) + "\n")
+        self.popen.stdin.flush()
+
+    def release(self) -> None:
+        """No more jobs: the worker exits (its stdin ends)."""
+        if self.popen.stdin and not self.popen.stdin.closed:
+            try:
+                self.popen.stdin.close()
+            except OSError:  # it exited already
+                pass
 
     def wait(self) -> int:
         code = self.popen.wait()
@@ -67,54 +88,86 @@ class _Worker:
                 self.popen.wait()
 
 
-def run_in_workers(variants: Sequence[Variant], seeds: SeedPlan, epochs: int, *, workers: int,
-                   search_space: dict[str, Any], data_dir: str, tracking: dict[str, Any] | None,
-                   on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Every variant at every seed, shared out to ``workers`` processes; the records in plan order.
+class WorkerPool:
+    """``workers`` worker processes for one ablation, started on entry and closed on exit.
 
-    Variants of one graph go to the same worker (they share its traced model); a variant equal to
-    another is trained once (``unique_variants``). A failed worker stops the others and raises
-    ``PipelineError`` with its last lines.
+    ``pool.run(variants, seeds, epochs, on_run)`` is one round: the runs shared out to the workers
+    (``share_runs``), the records in plan order. A worker that fails stops the others and raises
+    ``PipelineError`` with its last lines; an exception in the stage (Ctrl-C) stops them all, each
+    ending its open run KILLED.
     """
-    unique, aliases = unique_variants(variants)
-    shares = share_out(work_groups(unique), workers)
-    threads = max(1, (os.cpu_count() or 1) // len(shares))
-    lock = threading.Lock()
 
-    def on_line(name: str, line: str) -> None:
-        with lock:
-            if line.startswith(RUN_LINE):
-                if on_run is not None:
-                    on_run(json.loads(line[len(RUN_LINE):]))
-            elif line.strip():  # TensorFlow's and Python's warnings: to stderr, where they would go in-process
-                print(f"[{name}] {line}", file=sys.stderr, flush=True)
+    def __init__(self, workers: int, *, search_space: dict[str, Any], data_dir: str,
+                 tracking: dict[str, Any] | None) -> None:
+        self.count = max(1, workers)
+        self.settings = {"threads": max(1, (os.cpu_count() or 1) // self.count), "search_space": search_space,
+                         "data_dir": data_dir, "tracking": tracking}
+        self.events: queue.Queue = queue.Queue()
+        self.workers: list[_Worker] = []
+        self._tmp: tempfile.TemporaryDirectory | None = None
 
-    with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
-        procs = []
-        for index, share in enumerate(shares):
-            job = Path(tmp) / f"job-{index}.json"
-            job.write_text(json.dumps({
-                "variants": [v.to_dict() for v in share],
-                "seeds": dict(seeds) if isinstance(seeds, dict) else list(seeds), "epochs": epochs, "threads": threads,
-                "search_space": search_space, "data_dir": data_dir, "tracking": tracking,
-                "out": str(Path(tmp) / f"runs-{index}.json")}, default=str), encoding="utf-8")
-            procs.append(_Worker(f"worker{index}", job, on_line))
+    def __enter__(self) -> WorkerPool:
+        self._tmp = tempfile.TemporaryDirectory(prefix="ablate-")
+        settings = Path(self._tmp.name) / "settings.json"
+        settings.write_text(json.dumps(self.settings, default=str), encoding="utf-8")
+        self.workers = [_Worker(f"worker{index}", settings, self.events) for index in range(self.count)]
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def release(self) -> None:
+        """No more rounds: the workers start to exit (TensorFlow's teardown takes a second or two) while
+        the stage goes on; leaving the ``with`` block waits for them."""
+        for worker in self.workers:
+            worker.release()
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
         try:
-            for proc in procs:
-                proc.start()
-            codes = [proc.wait() for proc in procs]
-        except BaseException:
-            for proc in procs:
-                proc.stop()
-            raise
-        failed = [(proc, code) for proc, code in zip(procs, codes, strict=True) if code != 0]
-        if failed:
-            proc, code = failed[0]
-            raise PipelineError([f"ablation {proc.name} failed (exit code {code}); its last lines:",
-                                 *(f"  {line}" for line in proc.tail)])
-        runs = [record for index in range(len(shares))
-                for record in json.loads((Path(tmp) / f"runs-{index}.json").read_text(encoding="utf-8"))]
-    return with_duplicates(variants, aliases, runs, seeds, on_copy=on_run)
+            if kind is not None:
+                for worker in self.workers:
+                    worker.stop()
+                return
+            self.release()
+            for worker in self.workers:
+                code = worker.wait()
+                if code != 0:  # after its last job: every record is in, nothing is lost
+                    print(f"warning: ablation {worker.name} exited with code {code} after its last job; its last "
+                          "lines:", *(f"  {line}" for line in worker.tail), sep="\n", file=sys.stderr)
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+
+    def run(self, variants: Sequence[Variant], seeds: SeedPlan, epochs: int,
+            on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Every variant at every seed; a variant equal to another is trained once (``unique_variants``)."""
+        unique, aliases = unique_variants(variants)
+        shares = share_runs(unique, seeds, len(self.workers))
+        busy = set()
+        for worker, (share, share_seeds) in zip(self.workers, shares, strict=False):
+            worker.send({"variants": [v.to_dict() for v in share], "seeds": share_seeds, "epochs": epochs})
+            busy.add(worker)
+        runs: list[dict[str, Any]] = []
+        while busy:
+            worker, line = self.events.get()
+            if line is None:
+                if worker in busy:
+                    self._fail(worker, worker.popen.wait())
+                continue
+            if line.startswith(RUN_LINE):
+                runs.append(json.loads(line[len(RUN_LINE):]))
+                if on_run is not None:
+                    on_run(runs[-1])
+            elif line.startswith(DONE_LINE):
+                busy.discard(worker)
+            elif line.strip():  # TensorFlow's and Python's warnings: to stderr, where they would go in-process
+                print(f"[{worker.name}] {line}", file=sys.stderr, flush=True)
+        return with_duplicates(variants, aliases, runs, seeds, on_copy=on_run)
+
+    def _fail(self, worker: _Worker, code: int) -> None:
+        for other in self.workers:
+            other.stop()
+        raise PipelineError([f"ablation {worker.name} failed (exit code {code}); its last lines:",
+                             *(f"  {line}" for line in worker.tail)])
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -122,41 +175,49 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """A worker: train the job's variants at its seeds, print each record, write them all to ``out``."""
-    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    """A worker: set up from the settings file, then train each job read from stdin (one JSON line),
+    printing a record per finished run and ``DONE_LINE`` per job, until stdin closes."""
+    settings = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, _interrupt)  # stopped by the stage: end the open run KILLED, as Ctrl-C does
     import tensorflow as tf
 
     # before TensorFlow runs anything, or it keeps its defaults
-    tf.config.threading.set_intra_op_parallelism_threads(int(job["threads"]))
-    tf.config.threading.set_inter_op_parallelism_threads(int(job["threads"]))
+    tf.config.threading.set_intra_op_parallelism_threads(int(settings["threads"]))
+    tf.config.threading.set_inter_op_parallelism_threads(int(settings["threads"]))
     for gpu in tf.config.list_physical_devices("GPU"):  # workers share a GPU: none may take all its memory
         tf.config.experimental.set_memory_growth(gpu, True)
     # Every run is a new model whose first evaluate traces its own predict function; after five,
     # TensorFlow warns of "excessive retracing" (a warning meant for one function retraced in a loop).
     tf.get_logger().setLevel("ERROR")
 
-    from pipeline.ablation.runs import Splits, model_builder, run_ablation
+    from pipeline.ablation.runs import Splits, Trainer, model_builder
     from pipeline.config import SearchSpaceConfig
     from pipeline.data.store import load_meta, load_split
 
-    data_dir = Path(job["data_dir"])
+    data_dir = Path(settings["data_dir"])
     meta = load_meta(data_dir)
     data = Splits(*load_split(data_dir, "train"), *load_split(data_dir, "validation"), *load_split(data_dir, "test"))
-    space = SearchSpaceConfig.model_validate(job["search_space"])
+    space = SearchSpaceConfig.model_validate(settings["search_space"])
     tracker = None
-    if job.get("tracking"):
+    if settings.get("tracking"):
         from pipeline.tracking.api import child_runs
 
-        tracker = child_runs(job["tracking"])
+        tracker = child_runs(settings["tracking"])
 
     def on_run(record: dict[str, Any]) -> None:
         print(RUN_LINE + json.dumps(record, default=str), flush=True)
 
-    variants = [Variant.from_dict(item) for item in job["variants"]]
-    build = model_builder(space, meta["input_shape"], meta["num_classes"], int(job["epochs"]))
-    runs = run_ablation(variants, job["seeds"], build, data, int(job["epochs"]), tracker, on_run)
-    Path(job["out"]).write_text(json.dumps(runs, default=str), encoding="utf-8")
+    trainer = Trainer(lambda epochs: model_builder(space, meta["input_shape"], meta["num_classes"], epochs),
+                      data, tracker)
+    try:
+        for line in sys.stdin:
+            if line.strip():
+                job = json.loads(line)
+                trainer.run([Variant.from_dict(item) for item in job["variants"]], job["seeds"], int(job["epochs"]),
+                            on_run)
+                print(DONE_LINE, flush=True)
+    finally:
+        trainer.close()
     return 0
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,19 +72,22 @@ def run(params, args=None) -> int:  # noqa: ANN001 - pipeline.config.Params / ar
     with tracker.start_ablation_run(_settings(config, params.seed, epochs, len(variants)), tags,
                                     child_tags={"data_fingerprint": str(meta.get("fingerprint"))}) as run_log:
 
-        def train(chosen: list[Any], seeds: Any, run_epochs: int, what: str) -> list[dict[str, Any]]:
-            total = sum(len(seeds.get(v.name, ())) if isinstance(seeds, dict) else len(seeds) for v in chosen)
-            print(f"ablate: {what}: {total} runs of {run_epochs} epochs", flush=True)
-            return _train(params, chosen, seeds, run_epochs, meta, run_log, run_printer(total, METRIC))
+        with _runner(params, meta, run_log) as runner:
 
-        outcome = run_experiment(variants, config, params.seed, epochs, train, budget)
-        results, found, verdicts = _findings(config, best, meta, outcome, epochs)
-        results |= {"skipped": skipped, "seconds": round(time.monotonic() - started, 1),
-                    "time_budget": _budget_record(budget, plan_estimate, skipped, outcome),
-                    # the key keeps its name: the report's ablation section reads it in older results too
-                    "mlflow": {"tracking_uri": tracker.location, "experiment_id": run_log.ref.experiment,
-                               "run_id": run_log.ref.id, "run_name": run_log.ref.name, "backend": tracker.backend}}
-        _write_outputs(results, found, verdicts, config.min_effect)
+            def train(chosen: list[Any], seeds: Any, run_epochs: int, what: str) -> list[dict[str, Any]]:
+                total = sum(len(seeds.get(v.name, ())) if isinstance(seeds, dict) else len(seeds) for v in chosen)
+                print(f"ablate: {what}: {total} runs of {run_epochs} epochs", flush=True)
+                return runner.run(chosen, seeds, run_epochs, run_printer(total, METRIC))
+
+            outcome = run_experiment(variants, config, params.seed, epochs, train, budget)
+            runner.release()  # the workers exit while the findings are computed and written
+            results, found, verdicts = _findings(config, best, meta, outcome, epochs)
+            results |= {"skipped": skipped, "seconds": round(time.monotonic() - started, 1),
+                        "time_budget": _budget_record(budget, plan_estimate, skipped, outcome),
+                        # the key keeps its name: the report's ablation section reads it in older results too
+                        "mlflow": {"tracking_uri": tracker.location, "experiment_id": run_log.ref.experiment,
+                                   "run_id": run_log.ref.id, "run_name": run_log.ref.name, "backend": tracker.backend}}
+            _write_outputs(results, found, verdicts, config.min_effect)
         run_log.finish(_summary(found, results["seconds"], METRIC),
                        {"verdicts": "; ".join(f"{v.question}: {v.label}" for v in verdicts)},
                        [RESULTS_FILE, VERDICTS_FILE, FIGURE_FILE])
@@ -245,19 +250,26 @@ def _print_findings(found: list[Any], verdicts: list[Any], metric: str) -> None:
         print(f"  {verdict.question}: {verdict.statement}")
 
 
-def _train(params, variants: list[Any], seeds: list[int], epochs: int, meta: dict[str, Any],  # noqa: ANN001
-           run_log: Any, on_run: Any) -> list[dict[str, Any]]:
-    """The runs, in ``ablate.workers`` worker processes or (1) in this one."""
+@contextmanager
+def _runner(params, meta: dict[str, Any], run_log: Any) -> Iterator[Any]:  # noqa: ANN001 - pipeline.config.Params
+    """What trains the runs for the whole stage (``.run(variants, seeds, epochs, on_run) -> records``, then
+    ``.release()``): ``ablate.workers`` worker processes, or (1) this process; either way TensorFlow starts
+    once and each graph is traced once."""
     if params.ablate.workers > 1:
-        from pipeline.ablation.workers import run_in_workers
+        from pipeline.ablation.workers import WorkerPool
 
-        return run_in_workers(variants, seeds, epochs, workers=params.ablate.workers,
-                              search_space=params.search_space.model_dump(mode="json"),
-                              data_dir=str(paths.PROCESSED_DIR), tracking=run_log.child_settings(), on_run=on_run)
-    from pipeline.ablation.runs import Splits, model_builder, run_ablation
+        with WorkerPool(params.ablate.workers, search_space=params.search_space.model_dump(mode="json"),
+                        data_dir=str(paths.PROCESSED_DIR), tracking=run_log.child_settings()) as pool:
+            yield pool
+        return
+    from pipeline.ablation.runs import Splits, Trainer, model_builder
     from pipeline.data.store import load_split
 
     data = Splits(*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"),
                   *load_split(paths.PROCESSED_DIR, "test"))
-    build = model_builder(params.search_space, meta["input_shape"], meta["num_classes"], epochs)
-    return run_ablation(variants, seeds, build, data, epochs, tracker=run_log, on_run=on_run)
+    trainer = Trainer(lambda epochs: model_builder(params.search_space, meta["input_shape"], meta["num_classes"],
+                                                   epochs), data, tracker=run_log)
+    try:
+        yield trainer
+    finally:
+        trainer.close()

@@ -113,6 +113,22 @@ def test_ablation_verdicts_answer_the_guides_questions() -> None:
     assert found[("optimizer", "sgd")]["clear"] and found[("optimizer", "sgd")]["val_accuracy"]["mean"] < -0.1
 
 
+def test_he_vs_glorot_is_answered_for_a_best_configuration_initialized_otherwise() -> None:
+    """Seed 0's search picked random_normal: the ablation then runs both He and Glorot and compares them."""
+    from pipeline.ablation.plan import plan_variants
+
+    best_values = {"init": "random_normal", "activation": "relu"}
+    variants, _ = plan_variants(best_values, {"init": ["zeros", ["glorot_uniform", "he_normal"]]})
+    assert [v.name for v in variants] == ["best", "init=zeros", "init=glorot_uniform", "init=he_normal"]
+    rng = np.random.default_rng(1)
+    means = {(None, None): 0.97, ("init", "zeros"): 0.1, ("init", "glorot_uniform"): 0.90, ("init", "he_normal"): 0.97}
+    runs = [{"variant": f"{d}={v}", "dimension": d, "value": v, "seed": seed, "status": "FINISHED",
+             "val_accuracy": mean + rng.normal(0, 0.004)} for (d, v), mean in means.items() for seed in (0, 1, 2)]
+    verdicts = {v.question: v for v in ablation_verdicts(runs, best_values, [0, 1, 2], 10, 0.02)}
+    assert verdicts["he_vs_glorot"].kind == WINNER and verdicts["he_vs_glorot"].winner == "He"
+    assert verdicts["zero_init"].kind == AT_CHANCE and "hp.init" not in verdicts
+
+
 def test_the_report_and_the_ablation_read_one_declaration_of_the_questions() -> None:
     from pipeline import questions
     from pipeline.report import questions as report_questions

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pipeline.questions import ablation_questions
 from pipeline.registry import schedule_knobs
 
 BEST_NAME = "best"
@@ -62,11 +63,32 @@ class Variant:
                    data.get("phase", VERDICT))
 
 
+def label(value: Any) -> str:
+    """One spelling per value (``true``, ``0.25``, ``he_normal``), as the report writes them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal as configuration values: 0 and 0.0 are the same dropout, True and 1 are not the same flag."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     return a == b
+
+
+def _picked(dimension: str, item: Any, own: Any) -> list[Any]:
+    """The values one entry of ``ablate.dimensions`` runs, for a best configuration whose value is ``own``."""
+    if not isinstance(item, (list, tuple)):
+        return [item]
+    differing = [value for value in item if not _same(value, own)]
+    if len(differing) < len(item):  # the best is one side of the question: the other side runs
+        return differing[:1]
+    if any(q.family is not None and q.family(label(own)) is None for q in ablation_questions(dimension)):
+        return list(item)  # the best is on neither side (random_normal for He vs Glorot): both sides run
+    return [item[0]]  # the best is on a side by family (warmup_cosine: "a schedule"), the list's first is not
 
 
 def plan_variants(best_values: Mapping[str, Any], dimensions: Mapping[str, Sequence[Any]],
@@ -77,15 +99,17 @@ def plan_variants(best_values: Mapping[str, Any], dimensions: Mapping[str, Seque
 
     A listed value equal to the best configuration's own is skipped (it is the reference); a list
     inside the list stands for its first value that differs from the best's own, so
-    ``[[constant, cosine]]`` runs one variant, whichever side of the question the best is on.
+    ``[[constant, cosine]]`` runs one variant, whichever side of the question the best is on. When
+    the best's own value is on neither side of its dimension's question (``[[glorot_uniform,
+    he_normal]]`` for a best configuration initialized with ``random_normal``: neither He nor Glorot),
+    every value of the list runs, and the question is answered between them.
     A baseline that the best configuration already is, is skipped too.
     """
     variants = [Variant(None, None, dict(best_values), {})]
     skipped = []
     for dimension, alternatives in dimensions.items():
         own = best_values.get(dimension)
-        picked = [next((v for v in item if not _same(v, own)), item[0]) if isinstance(item, (list, tuple)) else item
-                  for item in alternatives]
+        picked = [value for item in alternatives for value in _picked(dimension, item, own)]
         for value in dict.fromkeys(picked):
             if _same(value, own):
                 skipped.append({"dimension": dimension, "value": value, "reason": "the best configuration's own value"})
@@ -195,5 +219,5 @@ def ablation_seeds(seed: int, count: int) -> list[int]:
 
 
 __all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "RATE", "SCORE_COLUMNS", "VERDICT", "SeedPlan",
-           "Variant", "ablation_seeds", "config_key", "graph_key", "plan_variants", "seeds_of", "share_runs",
+           "Variant", "ablation_seeds", "config_key", "graph_key", "label", "plan_variants", "seeds_of", "share_runs",
            "unique_variants", "with_duplicates", "work_groups"]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from pipeline.ablation.plan import BASELINE, VERDICT
+from pipeline.ablation.plan import BASELINE, VERDICT, label
 from pipeline.questions import CHANCE, FAMILIES, GAP, Question, ablation_questions, verdict_id
 from pipeline.verdicts import (
     ABLATION,
@@ -225,15 +225,6 @@ def describe(stat: Mapping[str, Any], metric: str) -> str:
     power_text = f", power {stat['power']:.2f}" if stat.get("power") is not None else ""
     return (f"{stat['mean']:+.3f} {metric} (95% CI {stat['ci_low']:+.3f} to {stat['ci_high']:+.3f}, {PAIRED_T} "
             f"{fmt_p(stat['p_value'])}, {stat['n']} seeds{power_text})")
-
-
-def label(value: Any) -> str:
-    """One spelling per value (``true``, ``0.25``, ``he_normal``), as the report writes them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 BEST_LABEL = "best configuration"

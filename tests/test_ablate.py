@@ -163,19 +163,27 @@ def test_work_is_shared_by_graph_and_duplicates_train_once() -> None:
                                      {"plain_sgd": {"optimizer": "sgd", "lr_schedule": "constant"}})
     unique, aliases = plan.unique_variants(variants)
     assert aliases == {"baseline=plain_sgd": "optimizer=sgd"}  # the best already runs at a constant rate
-    groups = plan.work_groups(unique)
+    by_name = {v.name: v for v in unique}
+    best_graph, sgd_graph = (plan.graph_key(by_name[n].values) for n in ("best", "optimizer=sgd"))
     # init and schedule change no graph: they train in the best configuration's model
-    assert [v.name for v in groups[0]] == ["best", "init=zeros", "lr_schedule=cosine"]
-    shares = plan.share_runs(unique, [0, 1], 2)
-    assert sorted(len(share) for share, _ in shares) == [2, 3]  # the best's graph (3 variants); sgd's and dropout's
-    assert all(seeds == {v.name: [0, 1] for v in share} for share, seeds in shares)
-    # fewer graphs than workers: a graph's runs are split by seed, so no worker idles
-    split = plan.share_runs(groups[0], {"best": [3, 4], "init=zeros": [3, 4], "lr_schedule=cosine": [3]}, 2)
-    assert [seeds for _, seeds in split] == [{"best": [3], "init=zeros": [3], "lr_schedule=cosine": [3]},
-                                             {"best": [4], "init=zeros": [4]}]
-    assert [v.name for v in split[1][0]] == ["best", "init=zeros"]
-    # one seed of one graph (the power round's extra seed for the best and one variant): run by run
-    assert [seeds for _, seeds in plan.share_runs(groups[0][:2], [5], 2)] == [{"best": [5]}, {"init=zeros": [5]}]
+    assert {plan.graph_key(by_name[n].values) for n in ("best", "init=zeros", "lr_schedule=cosine")} == {best_graph}
+    pending = [(v, seed) for v in unique for seed in (0, 1)]
+
+    def taken(index: int, runs: list = pending) -> tuple[str, int]:
+        return runs[index][0].name, runs[index][1]
+
+    # nothing traced yet: the first run of the graph with the most runs (the best's: 3 variants x 2 seeds)
+    assert taken(plan.next_run(pending, set(), set())) == ("best", 0)
+    # a second worker while the first holds that graph: a graph nobody traced (the largest left, in plan order)
+    assert taken(plan.next_run(pending, set(), {best_graph})) == ("optimizer=sgd", 0)
+    # a worker keeps to the graphs it traced, its model reused
+    assert taken(plan.next_run(pending[::-1], {sgd_graph}, {best_graph, sgd_graph}), pending[::-1]) == (
+        "optimizer=sgd", 1)
+    # its own graphs done and every graph traced: it helps with the one that has the most runs left
+    rest = [run for run in pending if run[0].name != "optimizer=sgd"]
+    assert taken(plan.next_run(rest, {sgd_graph}, {best_graph, sgd_graph}), rest) == ("dropout=0.25", 0)  # untraced
+    every = {plan.graph_key(v.values) for v in unique}
+    assert taken(plan.next_run(rest, {sgd_graph}, every), rest) == ("best", 0)
     runs = [{"variant": v.name, "seed": seed, "val_accuracy": 0.5} for v in unique for seed in (0, 1)]
     everything = plan.with_duplicates(variants, aliases, runs, [0, 1])
     assert [(r["variant"], r["seed"]) for r in everything][-2:] == [("baseline=plain_sgd", 0),

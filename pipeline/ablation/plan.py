@@ -180,37 +180,22 @@ def with_duplicates(variants: Sequence[Variant], aliases: Mapping[str, str], run
     return out
 
 
-def work_groups(variants: Sequence[Variant]) -> list[list[Variant]]:
-    """The variants grouped by graph (runs in a group share one traced model), largest group first."""
-    groups: dict[str, list[Variant]] = {}
-    for variant in variants:
-        groups.setdefault(graph_key(variant.values), []).append(variant)
-    return sorted(groups.values(), key=len, reverse=True)
+def next_run(pending: Sequence[tuple[Variant, int]], mine: set[str], traced: set[str]) -> int:
+    """Which of the ``pending`` runs (variant, seed) a free worker takes next: its index.
 
-
-def share_runs(variants: Sequence[Variant], seeds: SeedPlan,
-               workers: int) -> list[tuple[list[Variant], dict[str, list[int]]]]:
-    """The runs dealt to ``workers``: per worker, its variants (in plan order) and their seeds by name.
-
-    A graph's variants go to one worker, where they share one traced model; with fewer graphs than
-    workers (the power round often adds seeds to one configuration and the best), each graph's runs
-    are split by seed instead, or run by run, so that no worker idles (each part traces the graph
-    once). Parts go
-    largest first, each to the worker with the fewest runs; empty shares are dropped.
+    Workers take runs one at a time, so none idles while another has a queue (a plain-block run costs
+    half a VGG one; a static share left one worker 10-15 s behind per round). A worker keeps to the
+    graphs it has traced (``mine``: their models are reused); then it takes a graph no worker has
+    traced yet; then it helps with the graph that has the most runs left (tracing it once more).
     """
-    groups = work_groups(variants)
-    parts = [{v.name: seeds_of(seeds, v.name) for v in group} for group in groups]
-    if len(parts) < workers:
-        parts = [{v.name: [seed] for v in group if seed in seeds_of(seeds, v.name)}
-                 for group in groups for seed in dict.fromkeys(s for v in group for s in seeds_of(seeds, v.name))]
-    if len(parts) < workers:  # one seed of one graph: run by run
-        parts = [{name: [seed]} for part in parts for name, part_seeds in part.items() for seed in part_seeds]
-    shares: list[dict[str, list[int]]] = [{} for _ in range(max(1, workers))]
-    for part in sorted(parts, key=lambda p: sum(map(len, p.values())), reverse=True):
-        share = min(shares, key=lambda sh: sum(map(len, sh.values())))
-        for name, part_seeds in part.items():
-            share.setdefault(name, []).extend(part_seeds)
-    return [([v for v in variants if v.name in share], share) for share in shares if share]
+    graphs = [graph_key(variant.values) for variant, _ in pending]
+    for index, graph in enumerate(graphs):
+        if graph in mine:
+            return index
+    left = {graph: graphs.count(graph) for graph in graphs}
+    fresh = [graph for graph in left if graph not in traced]
+    chosen = max(fresh or left, key=lambda graph: left[graph])  # the first of the largest, in plan order
+    return graphs.index(chosen)
 
 
 def ablation_seeds(seed: int, count: int) -> list[int]:
@@ -219,5 +204,5 @@ def ablation_seeds(seed: int, count: int) -> list[int]:
 
 
 __all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "RATE", "SCORE_COLUMNS", "VERDICT", "SeedPlan",
-           "Variant", "ablation_seeds", "config_key", "graph_key", "label", "plan_variants", "seeds_of", "share_runs",
-           "unique_variants", "with_duplicates", "work_groups"]
+           "Variant", "ablation_seeds", "config_key", "graph_key", "label", "plan_variants", "next_run", "seeds_of",
+           "unique_variants", "with_duplicates"]

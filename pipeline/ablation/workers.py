@@ -10,9 +10,9 @@ no number (the thread count may change the last digits, as it does for any Tenso
 The workers stay up for the whole stage (``WorkerPool``): the rate selection, the verdict runs
 and the seeds for power are jobs sent to the same processes, so TensorFlow starts once per
 worker (~5 s on 2 busy cores) and a configuration's graph, traced in the first round, serves the
-next ones. The parent (the ablate stage's process) never imports TensorFlow: it sends each
-worker a job as one JSON line on its stdin, relays their output and collects the records each
-worker prints per finished run. Workers log their nested MLflow runs themselves.
+next ones. The parent (the ablate stage's process) never imports TensorFlow: it sends a free
+worker its next run as one JSON line on its stdin, relays their output and collects the record
+each worker prints per finished run. Workers log their nested MLflow runs themselves.
 """
 
 from __future__ import annotations
@@ -30,7 +30,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.ablation.plan import SeedPlan, Variant, share_runs, unique_variants, with_duplicates
+from pipeline.ablation.plan import (
+    SeedPlan,
+    Variant,
+    graph_key,
+    next_run,
+    seeds_of,
+    unique_variants,
+    with_duplicates,
+)
 from pipeline.errors import PipelineError
 
 RUN_LINE = "ABLATION_RUN "  # a worker's record of one finished run, as JSON after this prefix
@@ -43,6 +51,7 @@ class _Worker:
     def __init__(self, name: str, settings: Path, events: queue.Queue) -> None:
         self.name, self.settings, self.events = name, settings, events
         self.tail: deque[str] = deque(maxlen=12)
+        self.graphs: set[str] = set()  # the graphs it has traced (graph_key), so the runs it should take
         self.popen: subprocess.Popen[str] | None = None
         self.pump: threading.Thread | None = None
 
@@ -91,8 +100,8 @@ class _Worker:
 class WorkerPool:
     """``workers`` worker processes for one ablation, started on entry and closed on exit.
 
-    ``pool.run(variants, seeds, epochs, on_run)`` is one round: the runs shared out to the workers
-    (``share_runs``), the records in plan order. A worker that fails stops the others and raises
+    ``pool.run(variants, seeds, epochs, on_run)`` is one round: the runs handed out one at a time to
+    the free workers (``next_run``), the records in plan order. A worker that fails stops the others and raises
     ``PipelineError`` with its last lines; an exception in the stage (Ctrl-C) stops them all, each
     ending its open run KILLED.
     """
@@ -139,15 +148,20 @@ class WorkerPool:
 
     def run(self, variants: Sequence[Variant], seeds: SeedPlan, epochs: int,
             on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-        """Every variant at every seed; a variant equal to another is trained once (``unique_variants``)."""
+        """Every variant at every seed, handed out a run at a time to whichever worker is free
+        (``next_run``); a variant equal to another is trained once (``unique_variants``)."""
         unique, aliases = unique_variants(variants)
-        shares = share_runs(unique, seeds, len(self.workers))
-        busy = set()
-        for worker, (share, share_seeds) in zip(self.workers, shares, strict=False):
-            worker.send({"variants": [v.to_dict() for v in share], "seeds": share_seeds, "epochs": epochs})
-            busy.add(worker)
+        pending = [(variant, seed) for variant in unique for seed in seeds_of(seeds, variant.name)]
+        free, busy = list(self.workers), set()
         runs: list[dict[str, Any]] = []
-        while busy:
+        while pending or busy:
+            while free and pending:
+                worker = free.pop(0)
+                variant, seed = pending.pop(next_run(pending, worker.graphs,
+                                                     set().union(*(w.graphs for w in self.workers))))
+                worker.graphs.add(graph_key(variant.values))
+                worker.send({"variants": [variant.to_dict()], "seeds": [seed], "epochs": epochs})
+                busy.add(worker)
             worker, line = self.events.get()
             if line is None:
                 if worker in busy:
@@ -159,6 +173,7 @@ class WorkerPool:
                     on_run(runs[-1])
             elif line.startswith(DONE_LINE):
                 busy.discard(worker)
+                free.append(worker)
             elif line.strip():  # TensorFlow's and Python's warnings: to stderr, where they would go in-process
                 print(f"[{worker.name}] {line}", file=sys.stderr, flush=True)
         return with_duplicates(variants, aliases, runs, seeds, on_copy=on_run)

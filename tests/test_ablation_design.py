@@ -96,7 +96,7 @@ def test_one_verdict_per_question_and_no_duplicate_comparison(experiment: tuple)
     names = [v.question for v in verdicts]
     assert sorted(names) == sorted(["zero_init", "he_vs_glorot", "optimizer", "lr_schedule.vs_constant",
                                     "architecture", "regularization_gap.regularizer", "regularization_gap.dropout",
-                                    "baseline.plain_sgd"])
+                                    "hp.regularizer", "hp.dropout", "baseline.plain_sgd"])
     tested = [(v.p_value, v.note.split("; ")[1]) for v in verdicts if v.p_value is not None]
     assert len(set(tested)) == len(tested)  # no comparison reported twice under two names
     assert [q.name for q in ablation_questions("init")] == ["zero_init", "he_vs_glorot"]

@@ -369,8 +369,11 @@ def ablation_verdicts(runs: Sequence[Mapping[str, Any]], best_values: Mapping[st
 
     A dimension answers the questions ``pipeline.questions`` declares for it (init: ``zero_init`` and
     ``he_vs_glorot``; lr_schedule: ``lr_schedule.vs_constant``; regularizer/dropout: the
-    train-validation gap, lower is better), else ``hp.<key>`` (or its own question, ``optimizer``,
-    ``architecture``): which value is best on ``metric``. Each baseline is ``baseline.<name>``. The
+    train-validation gap, lower is better), and, where none of them is about ``metric`` (none declared,
+    or only the gap's), ``hp.<key>`` (or its own question, ``optimizer``, ``architecture``): which value
+    is best on ``metric``. So dropout answers both "does it shrink the gap" and "which dropout", from
+    the same runs, two comparisons on two measures; the report takes both instead of the search's
+    observational ``hp.dropout``. Each baseline is ``baseline.<name>``. The
     groups are compared at the seeds all of them ran; ``rates`` adds each side's learning rate to the note.
     """
     tables = {column: scores_by_seed(runs, column) for column in (metric, GAP)}
@@ -392,7 +395,9 @@ def ablation_verdicts(runs: Sequence[Mapping[str, Any]], best_values: Mapping[st
                 verdicts += [found] if found else []
             continue
         own = label(best_values.get(dim))
-        questions = ablation_questions(dim) or [Question(verdict_id(dim), dim, f"Which {dim}?", "choice")]
+        questions = ablation_questions(dim)
+        if all(q.metric == GAP for q in questions):  # none, or only the gap's: which value is best, too
+            questions = [*questions, Question(verdict_id(dim), dim, f"Which {dim}?", "choice")]
         for question in questions:
             if any(label(best_values.get(key)) != value for key, value in question.requires):
                 continue

@@ -83,7 +83,7 @@ def test_he_vs_glorot_and_the_gap_are_family_comparisons() -> None:
 
 
 def _runs(best_values: dict, seeds: list[int]) -> list[dict]:
-    """Records as run_ablation writes them: zeros at chance, sgd clearly worse, glorot the same as he."""
+    """Records as an ablation's runs write them: zeros at chance, sgd clearly worse, glorot the same as he."""
     rng = np.random.default_rng(0)
     table = {(None, None): 0.97, ("init", "zeros"): 0.1, ("init", "glorot_uniform"): 0.97,
              ("optimizer", "sgd"): 0.85, ("baseline", "plain_sgd"): 0.8, ("dropout", 0.0): 0.97}
@@ -325,7 +325,7 @@ def test_a_reused_model_trains_exactly_like_a_fresh_one() -> None:
     """Runs share models (per variant, and across variants of the same graph) only to save tracing."""
     from sklearn.datasets import load_digits
 
-    from pipeline.ablation.runs import Splits, model_builder, plan_variants, run_ablation
+    from pipeline.ablation.runs import Splits, Trainer, model_builder, plan_variants
 
     x, y = load_digits(return_X_y=True)
     x = ((x - 8.0) / 8.0).reshape(-1, 8, 8, 1).astype("float32")[:360]
@@ -335,10 +335,18 @@ def test_a_reused_model_trains_exactly_like_a_fresh_one() -> None:
     best = TINY_BEST
     build = model_builder(params.search_space, (8, 8, 1), 10, epochs=2)
     variants, _ = plan_variants(best, {"init": ["glorot_uniform"], "lr_schedule": ["constant"], "dropout": [0.0]})
-    shared = {(r["variant"], r["seed"]): r["val_loss"] for r in run_ablation(variants, [1, 2], build, data, 2)}
+
+    def run(chosen: list, seeds: list[int]) -> list[dict]:  # in a Trainer of their own, closed after
+        trainer = Trainer(lambda _epochs: build, data)
+        try:
+            return trainer.run(chosen, seeds, 2)
+        finally:
+            trainer.close()
+
+    shared = {(r["variant"], r["seed"]): r["val_loss"] for r in run(variants, [1, 2])}
     assert len(set(shared.values())) == len(shared)  # every run its own result: the check below means something
     for variant in variants:  # each alone, at the second seed: a freshly built model
-        alone = run_ablation([variant], [2], build, data, 2)[0]
+        alone = run([variant], [2])[0]
         assert alone["val_loss"] == shared[(variant.name, 2)], variant.name
 
 

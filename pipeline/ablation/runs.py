@@ -192,17 +192,6 @@ class Trainer:
     release = close  # no more rounds (a ``WorkerPool``'s word for it)
 
 
-def run_ablation(variants: Sequence[Variant], seeds: SeedPlan, build: Builder, data: Splits, epochs: int,
-                 tracker: AblationTracker | None = None,
-                 on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Every variant at its seeds in this process (one ``Trainer`` call); the records in plan order."""
-    trainer = Trainer(lambda _epochs: build, data, tracker)
-    try:
-        return trainer.run(variants, seeds, epochs, on_run)
-    finally:
-        trainer.close()
-
-
 __all__ = ["BASELINE", "BEST_NAME", "GRAPH_FREE_KEYS", "METRIC", "RATE", "SCORE_COLUMNS", "AblationTracker", "Splits",
            "Trainer", "Variant", "ablation_seeds", "graph_key", "model_builder", "plan_variants", "reset_to",
-           "run_ablation", "run_one"]
+           "run_one"]

@@ -42,9 +42,7 @@ from pipeline.ablation.plan import (
 from pipeline.errors import PipelineError
 
 RUN_LINE = "ABLATION_RUN "  # a worker's record of one finished run, as JSON after this prefix
-
-
-DONE_LINE = "ABLATION_JOB_DONE"  # a worker finished the job it was sent
+DONE_LINE = "ABLATION_JOB_DONE"  # a worker finished the run it was sent (after its record)
 
 
 class _Worker:
@@ -160,7 +158,7 @@ class WorkerPool:
                 variant, seed = pending.pop(next_run(pending, worker.graphs,
                                                      set().union(*(w.graphs for w in self.workers))))
                 worker.graphs.add(graph_key(variant.values))
-                worker.send({"variants": [variant.to_dict()], "seeds": [seed], "epochs": epochs})
+                worker.send({"variant": variant.to_dict(), "seed": seed, "epochs": epochs})
                 busy.add(worker)
             worker, line = self.events.get()
             if line is None:
@@ -190,8 +188,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """A worker: set up from the settings file, then train each job read from stdin (one JSON line),
-    printing a record per finished run and ``DONE_LINE`` per job, until stdin closes."""
+    """A worker: set up from the settings file, then train each run read from stdin (one JSON line:
+    variant, seed, epochs), printing its record and ``DONE_LINE``, until stdin closes."""
     settings = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, _interrupt)  # stopped by the stage: end the open run KILLED, as Ctrl-C does
     import tensorflow as tf
@@ -228,8 +226,7 @@ def main(argv: Sequence[str]) -> int:
         for line in sys.stdin:
             if line.strip():
                 job = json.loads(line)
-                trainer.run([Variant.from_dict(item) for item in job["variants"]], job["seeds"], int(job["epochs"]),
-                            on_run)
+                trainer.run([Variant.from_dict(job["variant"])], [int(job["seed"])], int(job["epochs"]), on_run)
                 print(DONE_LINE, flush=True)
     finally:
         trainer.close()

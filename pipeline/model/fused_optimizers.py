@@ -137,7 +137,9 @@ class FusedRMSprop(_StepScalars, keras.optimizers.RMSprop):
     With Keras' default momentum 0 that slot only holds the last increment: a scratch variable per
     model variable, kept out of the optimizer's variables, so saved training states have exactly
     Keras' variables (a state saved before this class existed loads, and one saved now loads into
-    Keras' own RMSprop).
+    Keras' own RMSprop). Nothing resets a scratch variable with the optimizer's own (the ablation puts a
+    traced model back to a fresh one's variables), and ``0 * nan`` is nan: each step zeroes it before the
+    kernel reads it, so a diverged run cannot leak into the next.
     """
 
     def build(self, var_list: list[Any]) -> None:
@@ -164,6 +166,8 @@ class FusedRMSprop(_StepScalars, keras.optimizers.RMSprop):
 
         s = self._scalars_for(variable.dtype, learning_rate)
         index = self._get_variable_index(variable)
+        if self._increments is not self._momentums:  # the scratch slot: what it held must not matter
+            self._increments[index].assign(tf.zeros(variable.shape, variable.dtype))
         tf.raw_ops.ResourceApplyRMSProp(
             var=_handle(variable), ms=_handle(self._velocities[index]), mom=_handle(self._increments[index]),
             lr=s["lr"], rho=s["rho"], momentum=s["momentum"], epsilon=s["epsilon"],

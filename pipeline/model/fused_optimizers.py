@@ -5,8 +5,9 @@ model variable (casts, powers, the two moments, the update), each built into the
 step one by one and run one by one at every step. TensorFlow's own training kernels
 (``ResourceApplyAdam``, ``ResourceApplyKerasMomentum``, ``ResourceApplyRMSProp``,
 ``ResourceApplyGradientDescent``) compute the same update, by the same formula, in one op. On
-digits the optimizer was half of what tracing a trial's training step cost (0.32 of 0.61 s for the
-recipe's 28 variables), and tracing is most of a trial's fixed cost (issue 21.4).
+digits the optimizer was about half of what tracing a trial's training step cost (0.32 of 0.61 s
+under a profiler, for the recipe's 28 variables); fused, a trial's first-epoch extra is ~0.18 s
+shorter (BENCHMARKS.md §10), and tracing is most of a trial's fixed cost (issue 21.4).
 
 The subclasses keep Keras' variables, configs and ``apply`` (gradient filtering, the iteration
 count): only ``update_step`` (and AdamW's weight decay) changes, and the step's scalars (the learning
@@ -46,13 +47,8 @@ class _StepScalars:
         """This step's scalars in ``dtype``; outside ``_backend_update_step`` (no cache) computed afresh."""
         cache = self._scalars if self._scalars is not None else {}
         if dtype not in cache:
-            cache[dtype] = self._step_scalars(dtype, learning_rate)
+            cache[dtype] = self._step_scalars(dtype, learning_rate)  # each optimizer's own
         return cache[dtype]
-
-    def _step_scalars(self, dtype: Any, learning_rate: Any) -> dict[str, Any]:
-        import tensorflow as tf
-
-        return {"lr": tf.cast(learning_rate, dtype)}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

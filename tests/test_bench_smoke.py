@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("tracking_overhead", "throughput", "memory", "dvc_noop", "bn_momentum")
+SCRIPTS = ("tracking_overhead", "throughput", "memory", "dvc_noop", "bn_momentum", "final_vs_recipe")
 SPECIFIC_KEYS = {
     "tracking_overhead": {"median_ratio", "ratios", "seconds", "repeats", "target_ratio", "met", "identical_trials",
                           "trials"},
@@ -29,6 +29,7 @@ SPECIFIC_KEYS = {
                "processes", "trials_per_process", "rss_timeline"},
     "dvc_noop": {"scope", "median_seconds", "seconds", "first_repro_seconds", "stages_rerun_in_noop"},
     "bn_momentum": {"commit", "epochs", "recipe", "momenta", "seeds", "summary", "runs"},
+    "final_vs_recipe": {"commit", "tasks", "seeds", "images", "arms", "overrides", "runs", "below"},
 }
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DVC_NO_ANALYTICS": "1"}
 
@@ -99,6 +100,29 @@ def test_tracking_overhead_compares_the_work_of_both_sides(smoke_results: dict[s
     for side in ("tracked", "untracked"):
         assert len(payload["trials"][side]) == payload["repeats"]
         assert all(run and "epochs_trained" in run[0] for run in payload["trials"][side])
+
+
+def test_final_vs_recipe_arms_differ_in_the_search_only(smoke_results: dict[str, tuple[int, str, Path]]) -> None:
+    import yaml
+
+    payload = json.loads(smoke_results["final_vs_recipe"][2].read_text())
+    recipe = yaml.safe_load((REPO / "params.yaml").read_text())["tune"]["initial_points"][0]
+    [run] = payload["runs"]
+    default, alone = run["arms"]["default"], run["arms"]["recipe"]
+    assert run["fingerprint"] and run["sizes"]["fresh"] > 0 and run["judged_on"] == "fresh"
+    # the recipe arm's one trial is the recipe; the default arm searched beyond it
+    assert alone["trials"] == 1 and default["trials"] > 1
+    assert {k: alone["best_trial"]["values"][k] for k in recipe} == recipe
+    # the same final-model protocol: train's seeds and epochs of the smoke settings (1 seed, 1 epoch) in both
+    seeds = payload["overrides"]["smoke"]["train"]["seeds"]
+    assert len(default["train_members"]) == len(alone["train_members"]) == seeds
+    assert {m["epochs_run"] for m in default["train_members"] + alone["train_members"]} == {1}
+    # the per-image comparison is the arms' own: identical configurations train identical final models
+    if default["best_trial"]["values"] == alone["best_trial"]["values"]:
+        assert (default["test"], default["fresh"]) == (alone["test"], alone["fresh"])
+        assert run["margin"]["fresh"]["mean"] == 0 and run["verdict"] == "no clear difference"
+    else:
+        assert run["margin"]["fresh"]["mean"] == pytest.approx(default["fresh"] - alone["fresh"])
 
 
 # ------------------------------------------------------------------ the fair search suite (bench/search_suite.py)

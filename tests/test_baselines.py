@@ -59,3 +59,17 @@ def test_side_by_side_fits_give_the_same_scores(monkeypatch: pytest.MonkeyPatch)
     one_by_one = baselines.fit_baselines(*split)
     monkeypatch.setattr(baselines, "PARALLEL_FROM", 0)  # a process per baseline, as on a big folder
     assert baselines.fit_baselines(*split) == one_by_one
+
+
+@pytest.mark.parametrize("rows", [2_000, 37])  # the test kernel in one piece, and in slices with a short last one
+def test_svc_from_a_precomputed_kernel_is_svc_itself(monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
+    from sklearn.svm import SVC
+
+    x_train, y_train, x_test, _ = digits_split()
+    monkeypatch.setattr(baselines, "KERNEL_ROWS", rows)
+    flat_train, flat_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+    expected = SVC(random_state=0).fit(flat_train, y_train).predict(flat_test)
+    got = baselines.svc_predict(flat_train, y_train, flat_test)
+    assert got.shape == expected.shape and (got == expected).all()
+    # gamma="scale" follows the data's variance: scaled pixels give the same predictions, as with SVC()
+    assert (baselines.svc_predict(flat_train * 16, y_train, flat_test * 16) == expected).all()

@@ -34,6 +34,7 @@ def test_gain_is_best_searched_at_full_epochs_minus_best_initial() -> None:
         "best_initial_score": 0.95, "best_initial_trial": "0000",
         "best_searched_score": 0.962, "best_searched_trial": "0003",
         "best_trial": "0001", "initial_point_won": False,
+        "best_trial_from": "search", "best_trial_epochs": 3,
     }
     assert "better than the initial point by +0.0120" in gain.sentence()
     assert gain.run_metrics() == {"search_gain": pytest.approx(0.012), "best_initial_score": 0.95,
@@ -57,6 +58,36 @@ def test_an_initial_point_run_short_is_compared_at_its_own_budget() -> None:
     assert (gain.epochs, gain.best_searched_trial, gain.best_trial) == (3, "0001", "0002")
     assert gain.gain == pytest.approx(0.03) and gain.initial_point_won is False
     assert "at 3 epochs on validation" in gain.sentence()
+
+
+def test_a_searched_best_trial_past_the_initial_points_budget_is_named() -> None:
+    # data fidelity (the big RGB folder): the recipe ran 3 epochs and no 3-epoch screen beat it, but the
+    # best trial is a searched configuration at 9 epochs, which is what train retrains
+    records = [record("0000", 0.69, -1, 3), record("0001", 0.68, 1, 3), record("0002", 0.99, 0, 9)]
+    gain = search_gain(records, "val_accuracy", max_epochs=9)
+    assert gain.initial_point_won is True and gain.gain == pytest.approx(-0.01)
+    assert (gain.best_trial, gain.best_trial_from, gain.best_trial_epochs) == ("0002", "search", 9)
+    assert gain.run_tags()["best_trial_from"] == "search"
+    sentence = gain.sentence()
+    assert sentence.startswith("the initial point was not beaten")
+    assert "the best trial overall, 0002 (val_accuracy 0.9900 after 9 epochs), is a searched configuration" in sentence
+    # the recipe the best trial: nothing added
+    won = search_gain([record("0000", 0.99, -1, 3), record("0001", 0.68, 1, 3)], "val_accuracy", 9)
+    assert won.best_trial_from == "initial point" and "best trial overall" not in won.sentence()
+    # no initial point: no claim either way
+    assert search_gain([record("0000", 0.9, 1, 3)], "val_accuracy", 9).best_trial_from is None
+
+
+def test_report_does_not_credit_the_recipe_with_a_searched_best_trial(tmp_path: Path) -> None:
+    records = [record("0000", 0.69, -1, 3), record("0001", 0.68, 1, 3), record("0002", 0.99, 0, 9)]
+    metrics = _write(tmp_path / "metrics.json", search_gain(records, "val_accuracy", 9).metrics())
+    doc = Document("r")
+    write_section(doc, metrics, tmp_path / "missing.json")
+    text = to_markdown(doc)
+    assert "owes its configuration to the recipe" not in text
+    assert "At equal epochs the recipe was not beaten" in text
+    assert "best trial overall, 0002 (9 epochs), is a searched configuration" in text
+    assert "not trained beyond 3 epochs" in text
 
 
 def test_a_searched_trial_the_time_budget_cut_short_is_not_compared() -> None:

@@ -7,6 +7,11 @@ stratified, seeded subsample of that many (minutes, not hours; the usual "SVC on
 images" reference) and say so: logistic regression on all 35,000 RGB 32x32 images of a big folder
 ran single-threaded for over 6 minutes (stopped there), longer than the rest of the stage.
 Logistic regression is skipped with a note above ``MAX_VALUES`` training pixels.
+
+``SVC()`` is fitted on its RBF kernel matrix computed with BLAS (``kernel="precomputed"``, gamma as
+``gamma="scale"`` sets it, C 1): the same model and the same predictions (``tests/test_baselines.py``),
+but libsvm computes each kernel value in a loop of its own, and on 10,000 RGB 32x32 images that took
+~5 minutes single-threaded, against ~15 s from the matrix (BENCHMARKS.md §11).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ SUBSAMPLE = 10_000  # training images a baseline is fitted on at most
 MAX_VALUES = 200_000_000  # training pixels; beyond this even logistic regression takes minutes
 PARALLEL_FROM = 5_000_000  # training pixels from which the baselines fit side by side
 BASELINES = ("logistic_regression", "svc")
+KERNEL_ROWS = 2_000  # test images per slice of the SVC's test kernel
 
 
 MARGIN_KEY = "baseline_margin"  # the CNN's test accuracy minus the best baseline's
@@ -63,14 +69,29 @@ def fit_baselines(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
 def _test_accuracy(name: str, seed: int, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import SVC
 
-    model = LogisticRegression(max_iter=1000, random_state=seed) if name == "logistic_regression" \
-        else SVC(random_state=seed)
+    if name == "svc":
+        return float(np.mean(svc_predict(x, y, x_test, seed) == y_test))
+    model = LogisticRegression(max_iter=1000, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x, y)
     return float(np.mean(model.predict(x_test) == y_test))
+
+
+def svc_predict(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``SVC(random_state=seed).fit(x, y).predict(x_test)``, from kernel matrices computed with BLAS."""
+    from sklearn.metrics.pairwise import rbf_kernel
+    from sklearn.svm import SVC
+
+    x = np.asarray(x, dtype=np.float64)
+    variance = float(x.var())
+    gamma = 1.0 / (x.shape[1] * variance) if variance != 0 else 1.0  # SVC's gamma="scale"
+    model = SVC(kernel="precomputed", random_state=seed).fit(rbf_kernel(x, gamma=gamma), y)
+    # the test kernel in slices: 7,500 x 10,000 values at once would be 600 MB more at peak
+    return np.concatenate([model.predict(rbf_kernel(np.asarray(x_test[i:i + KERNEL_ROWS], dtype=np.float64), x,
+                                                    gamma=gamma))
+                           for i in range(0, len(x_test), KERNEL_ROWS)])
 
 
 def baseline_summary(baselines: dict[str, dict[str, Any]], cnn_accuracy: float) -> dict[str, Any]:

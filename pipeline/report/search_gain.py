@@ -35,12 +35,18 @@ def write_section(doc: Document, tune_metrics: Path | None, train_run: Path | No
     if searched is not None:
         rows.append([f"best searched configuration (trial {metrics.get('best_searched_trial')})", f"{searched:.4f}"])
     doc.table([f"validation score at {epochs} epochs (equal budgets)", "score"], rows)
+    searched_best = metrics.get("best_trial_from") == "search"
     if gain is None:
         doc.paragraph(f"No searched configuration was trained for the full {epochs} epochs, so none can be set "
-                      "against the initial point at equal epochs: the recipe was not challenged.")
+                      "against the initial point at equal epochs: the recipe was not challenged"
+                      + ("." if not searched_best else f" there. {_searched_best_sentence(metrics, epochs)}"))
     elif gain > 0:
         doc.paragraph(f"The search found a configuration (trial {metrics.get('best_searched_trial')}) better than "
                       f"the initial point by {gain:+.4f} on validation, both after {epochs} epochs.")
+    elif searched_best:
+        doc.paragraph(f"At equal epochs the recipe was not beaten: the best searched configuration is {gain:+.4f} "
+                      f"against the initial point on validation, both after {epochs} epochs. "
+                      + _searched_best_sentence(metrics, epochs))
     else:
         doc.paragraph(f"The recipe was not beaten: the best searched configuration is {gain:+.4f} against the "
                       f"initial point on validation, both after {epochs} epochs; the final model owes its "
@@ -49,6 +55,17 @@ def write_section(doc: Document, tune_metrics: Path | None, train_run: Path | No
     if spread is not None:
         doc.paragraph(_spread_sentence(spread, gain))
     return {"search_gain": gain, "seed_spread": spread}
+
+
+def _searched_best_sentence(metrics: dict[str, Any], epochs: Any) -> str:
+    """The best trial is a searched one (under data fidelity the initial point stops one rung down)."""
+    trained = metrics.get("best_trial_epochs")
+    longer = isinstance(trained, int) and isinstance(epochs, int) and trained > epochs
+    return (f"But the best trial overall, {metrics.get('best_trial')}"
+            + (f" ({trained} epochs)" if trained is not None else "")
+            + ", is a searched configuration: the final model's configuration comes from the search"
+            + (f"; the recipe was not trained beyond {epochs} epochs, so how it would compare there is not "
+               "measured." if longer else "."))
 
 
 def seed_spread(run: dict[str, Any] | None) -> dict[str, float] | None:

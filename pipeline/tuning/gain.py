@@ -32,6 +32,11 @@ class SearchGain:
     best_searched_score: float | None
     best_trial: str | None  # the search's best trial at any budget (what train retrains)
     initial_point_won: bool | None  # None: no initial point finished
+    # The best trial's own figures: under data fidelity the initial points stop one rung down, so the
+    # configuration train retrains may be a searched one trained longer than any initial point was.
+    best_trial_initial: bool | None = None  # None: no trial, or no initial point, finished
+    best_trial_epochs: int | None = None
+    best_trial_score: float | None = None
 
     @property
     def gain(self) -> float | None:
@@ -46,7 +51,15 @@ class SearchGain:
         return {"search_gain": self.gain, "search_gain_epochs": self.epochs,
                 "best_initial_score": self.best_initial_score, "best_initial_trial": self.best_initial_trial,
                 "best_searched_score": self.best_searched_score, "best_searched_trial": self.best_searched_trial,
-                "best_trial": self.best_trial, "initial_point_won": self.initial_point_won}
+                "best_trial": self.best_trial, "initial_point_won": self.initial_point_won,
+                "best_trial_from": self.best_trial_from, "best_trial_epochs": self.best_trial_epochs}
+
+    @property
+    def best_trial_from(self) -> str | None:
+        """Where the configuration train retrains came from: "initial point" or "search"."""
+        if self.best_trial_initial is None:
+            return None
+        return "initial point" if self.best_trial_initial else "search"
 
     def run_metrics(self) -> dict[str, float]:
         """The numeric figures for the search's MLflow run (metrics are numbers; the rest go to tags)."""
@@ -58,6 +71,8 @@ class SearchGain:
         tags = {"search_gain_epochs": str(self.epochs)}
         if self.initial_point_won is not None:
             tags["initial_point_won"] = str(self.initial_point_won).lower()
+        if self.best_trial_from is not None:
+            tags["best_trial_from"] = self.best_trial_from
         if self.best_searched_trial is not None:
             tags["best_searched_trial"] = self.best_searched_trial
         return tags
@@ -68,14 +83,24 @@ class SearchGain:
             return "no initial point: every configuration was searched (search_gain not defined)"
         if self.best_searched_score is None:
             return (f"no searched configuration reached {self.epochs} epochs: the initial point (trial "
-                    f"{self.best_initial_trial}, {self.objective} {self.best_initial_score:.4f}) was not challenged")
+                    f"{self.best_initial_trial}, {self.objective} {self.best_initial_score:.4f}) was not challenged"
+                    f"{self._searched_best_clause()}")
         gain = self.gain or 0.0
         compared = (f"at {self.epochs} epochs on validation: searched trial {self.best_searched_trial} "
                     f"{self.best_searched_score:.4f} against initial point trial {self.best_initial_trial} "
                     f"{self.best_initial_score:.4f}")
         if gain > 0:
             return f"the search found a configuration better than the initial point by {gain:+.4f} ({compared})"
-        return f"the initial point was not beaten ({gain:+.4f}; {compared})"
+        return f"the initial point was not beaten ({gain:+.4f}; {compared}){self._searched_best_clause()}"
+
+    def _searched_best_clause(self) -> str:
+        """Where the equal-epoch comparison does not decide what train retrains: the best trial is a searched
+        one (under data fidelity, typically trained longer than the initial point ever was)."""
+        if self.best_trial_initial is not False or self.best_trial_score is None:
+            return ""
+        return (f"; but the best trial overall, {self.best_trial} ({self.objective} {self.best_trial_score:.4f} "
+                f"after {self.best_trial_epochs} epochs), is a searched configuration: the final model's "
+                "configuration comes from the search")
 
 
 def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGain:
@@ -96,6 +121,8 @@ def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGa
     best_initial = pick(initial, key=_score) if initial else None
     best_full = pick(full, key=_score) if full else None
     best = pick(finished, key=_score) if finished else None
+    # None where no initial point is known (none given, or a tuner that does not mark them)
+    from_initial = None if best is None or best_initial is None else _int(_get(best, "bracket")) == INITIAL_BRACKET
     won = None
     if best_initial is not None:
         # Ties go to the initial point: the search bought nothing it did not already have.
@@ -105,6 +132,8 @@ def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGa
         best_initial_trial=_id(best_initial), best_initial_score=_score_or_none(best_initial),
         best_searched_trial=_id(best_full), best_searched_score=_score_or_none(best_full),
         best_trial=_id(best), initial_point_won=won,
+        best_trial_initial=from_initial,
+        best_trial_epochs=None if best is None else _epochs(best, max_epochs), best_trial_score=_score_or_none(best),
     )
 
 

@@ -117,12 +117,13 @@ def test_final_vs_recipe_arms_differ_in_the_search_only(smoke_results: dict[str,
     seeds = payload["overrides"]["smoke"]["train"]["seeds"]
     assert len(default["train_members"]) == len(alone["train_members"]) == seeds
     assert {m["epochs_run"] for m in default["train_members"] + alone["train_members"]} == {1}
-    # the per-image comparison is the arms' own: identical configurations train identical final models
-    if default["best_trial"]["values"] == alone["best_trial"]["values"]:
-        assert (default["test"], default["fresh"]) == (alone["test"], alone["fresh"])
-        assert run["margin"]["fresh"]["mean"] == 0 and run["verdict"] == "no clear difference"
-    else:
-        assert run["margin"]["fresh"]["mean"] == pytest.approx(default["fresh"] - alone["fresh"])
+    # the per-image comparison is the arms' own models (training is not bitwise reproducible across processes
+    # on CPU: threaded reductions; so even the same configuration is compared, not assumed equal)
+    for split in ("test", "fresh"):
+        margin = run["margin"][split]
+        assert margin["mean"] == pytest.approx(default[split] - alone[split])
+        assert margin["low"] <= margin["mean"] <= margin["high"] and margin["n"] == run["sizes"][split]
+    assert run["verdict"] in {"below", "above", "no clear difference"}
 
 
 # ------------------------------------------------------------------ the fair search suite (bench/search_suite.py)

@@ -78,6 +78,26 @@ def test_a_searched_best_trial_past_the_initial_points_budget_is_named() -> None
     assert search_gain([record("0000", 0.9, 1, 3)], "val_accuracy", 9).best_trial_from is None
 
 
+def test_a_tie_goes_to_the_trial_train_retrains_in_every_output() -> None:
+    # the digits default of final_vs_recipe: the recipe stopped early after 7 epochs at 1.0, a searched
+    # trial reached 1.0 after 9; train retrains top[0] (the longer-trained), so the best trial is that one
+    from pipeline.tuning.results import best_record, top_configurations
+
+    recipe = TrialRecord(trial_id="0000", status="FINISHED", score=1.0, bracket=-1, target_epochs=9,
+                         values={"lr": 0.003}, history=[{"epoch": e} for e in range(7)])
+    searched = TrialRecord(trial_id="0007", status="FINISHED", score=1.0, bracket=0, target_epochs=9,
+                           values={"lr": 0.002}, history=[{"epoch": e} for e in range(9)])
+    records = [recipe, searched]
+    assert best_record(records, "val_accuracy") is searched
+    assert top_configurations(records, "val_accuracy", 2) == [searched, recipe]
+    gain = search_gain(records, "val_accuracy", 9)
+    assert (gain.best_trial, gain.best_trial_from, gain.initial_point_won) == ("0007", "search", True)
+    # an equal tie (same epochs) goes to the earlier trial
+    searched.history = searched.history[:7]
+    assert best_record(records, "val_accuracy") is recipe
+    assert search_gain(records, "val_accuracy", 9).best_trial == "0000"
+
+
 def test_report_does_not_credit_the_recipe_with_a_searched_best_trial(tmp_path: Path) -> None:
     records = [record("0000", 0.69, -1, 3), record("0001", 0.68, 1, 3), record("0002", 0.99, 0, 9)]
     metrics = _write(tmp_path / "metrics.json", search_gain(records, "val_accuracy", 9).metrics())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.objective import direction_of
+from pipeline.tuning.results import best_record
 
 INITIAL_BRACKET = -1  # pipeline.tuning.bohb runs the initial points outside the brackets with this tag
 
@@ -104,8 +105,8 @@ class SearchGain:
 
 
 def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGain:
-    """The gain from ``TrialRecord``-like objects (trial_id, status, score, bracket, target_epochs,
-    budget_cut_at).
+    """The gain from ``TrialRecord``s (trial_id, status, score, bracket, target_epochs, budget_cut_at, and
+    the epochs trained, by which ties between best trials go).
 
     Compared at the initial points' budget (their ``target_epochs``; ``max_epochs`` where a record
     has none, or when no initial point finished).
@@ -120,7 +121,7 @@ def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGa
     pick = max if direction_of(objective) == "max" else min
     best_initial = pick(initial, key=_score) if initial else None
     best_full = pick(full, key=_score) if full else None
-    best = pick(finished, key=_score) if finished else None
+    best = best_record(finished, objective)  # what train retrains: the same tie rule as best_hparams.json's top
     # None where no initial point is known (none given, or a tuner that does not mark them)
     from_initial = None if best is None or best_initial is None else _int(_get(best, "bracket")) == INITIAL_BRACKET
     won = None

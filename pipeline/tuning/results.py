@@ -45,12 +45,20 @@ def trial_rows(records: list[TrialRecord], objective: str, hp_names: list[str]) 
     return rows
 
 
-def best_record(records: list[TrialRecord], objective: str) -> TrialRecord | None:
+def ranked_records(records: list[TrialRecord], objective: str) -> list[TrialRecord]:
+    """The finished, scored trials, best first: the one order behind "the best trial" and ``top``.
+
+    Ties go to the longer-trained trial (its score rests on more epochs), then to the earlier trial id.
+    """
     scored = [r for r in records if r.status == FINISHED and r.score is not None and math.isfinite(r.score)]
-    if not scored:
-        return None
-    pick = max if direction_of(objective) == "max" else min
-    return pick(scored, key=lambda r: r.score)
+    sign = -1.0 if direction_of(objective) == "max" else 1.0
+    return sorted(scored, key=lambda r: (sign * r.score, -(r.initial_epoch + r.epochs_trained), r.trial_id))
+
+
+def best_record(records: list[TrialRecord], objective: str) -> TrialRecord | None:
+    """The trial train retrains first (``top[0]`` of best_hparams.json)."""
+    ranked = ranked_records(records, objective)
+    return ranked[0] if ranked else None
 
 
 def write_trials_csv(path: Path, rows: list[dict[str, Any]], hp_names: list[str]) -> None:
@@ -64,13 +72,9 @@ def write_history_csv(path: Path, records: list[TrialRecord]) -> None:
 
 def top_configurations(records: list[TrialRecord], objective: str, count: int) -> list[TrialRecord]:
     """The best ``count`` distinct configurations, each by its best trial (continuations share values)."""
-    scored = [r for r in records if r.status == FINISHED and r.score is not None and math.isfinite(r.score)]
-    sign = -1.0 if direction_of(objective) == "max" else 1.0
-    # Ties go to the longer-trained trial: its score rests on more epochs.
-    scored.sort(key=lambda r: (sign * r.score, -(r.initial_epoch + r.epochs_trained), r.trial_id))
     seen: set[str] = set()
     out = []
-    for record in scored:
+    for record in ranked_records(records, objective):
         key = json.dumps(record.values, sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)

@@ -255,10 +255,12 @@ class TrainConfig(Section):
     configurations: Annotated[int, Field(ge=1, le=20)] = 1
     seeds: Annotated[int, Field(ge=1, le=20)] = 3
     # Members whose retrained validation score is more than this below the best member's are
-    # left out of the average (a weak member drags an average down).
+    # left out of the average (a weak member drags an average down); never less than the validation
+    # set's own noise (pipeline.objective.noise_allowance), or the average keeps only the luckiest.
     ensemble_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     # A retrained configuration whose validation score falls short of the search's by more
-    # than this is replaced by the trial's own checkpoint, with a warning and a run tag.
+    # than this (or than the validation set's noise, if larger) is replaced by the trial's own
+    # checkpoint, with a warning and a run tag.
     reproduce_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     # Wall-clock budget of one `train` run: the model training when it runs out ends at its next
     # epoch end and no further one starts (the first always trains); null = none.

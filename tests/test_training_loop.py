@@ -14,6 +14,7 @@ from pipeline.data.sources import load_source
 from pipeline.model.final import RETRAINED, TRIAL_CHECKPOINT, TRIAL_CHECKPOINT_NAME, train_member
 from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
 from pipeline.model.training import epoch_order, fit_model, load_training_state, save_training_state
+from pipeline.objective import noise_allowance
 
 # Dropout, batch norm, augmentation and Adam: every piece of state a continuation must carry.
 SPACE = SearchSpaceConfig.model_validate({
@@ -113,6 +114,21 @@ def test_a_retrained_model_short_of_the_search_falls_back_to_the_trial_checkpoin
                            objective="val_accuracy", seed=3, tolerance=0.01)
     assert reached.shortfall == 0.0 and reached.source == RETRAINED
     assert json.dumps(reached.summary())  # what run.json stores
+    # short of the search by less than 100 validation images can tell apart: the retrained model stays
+    near = train_member(0, {**candidate, "score": reached.retrained_score + 0.03}, builder, (x, y, x_val, y_val),
+                        epochs=1, patience=None, objective="val_accuracy", seed=3, tolerance=0.01)
+    assert near.shortfall == pytest.approx(0.03) and near.tolerance > 0.03
+    assert near.source == RETRAINED and not near.fell_short()
+    assert near.summary()["tolerance"] == pytest.approx(noise_allowance(near.search_score, 100, "val_accuracy"),
+                                                        abs=1e-6)
+
+
+def test_the_noise_allowance_is_two_standard_errors_of_a_validation_accuracy() -> None:
+    assert noise_allowance(0.5, 180, "val_accuracy") == pytest.approx(2 * (0.25 / 180) ** 0.5)
+    assert 0.0 < noise_allowance(1.0, 180, "val_accuracy") < 0.02  # a perfect score still has some
+    assert noise_allowance(0.99, 7500, "val_accuracy") < 0.01  # big validation sets: the configured 0.01 rules
+    assert noise_allowance(0.9, 100, "val_accuracy") > noise_allowance(0.9, 400, "val_accuracy")
+    assert noise_allowance(0.3, 180, "val_loss") == 0.0 and noise_allowance(0.9, 0, "val_accuracy") == 0.0
 
 
 def test_the_final_average_leaves_out_a_member_far_below_the_best(digits) -> None:
@@ -130,6 +146,9 @@ def test_the_final_average_leaves_out_a_member_far_below_the_best(digits) -> Non
     final = train_final([good, weak], builder, (x, y, x_val, y_val), epochs=4, patience=None,
                         objective="val_accuracy", seed=3, tolerance=1.0, margin=0.01)
     assert [m.in_ensemble for m in final.members] == [True, False]
+    # the margin applied: 100 validation images cannot tell 0.01 apart, so their noise at the best score
+    assert final.margin == pytest.approx(noise_allowance(final.members[0].score, 100, "val_accuracy"))
+    assert final.margin > 0.01
     assert final.score == pytest.approx(final.members[0].score)  # the average of one: the good member
     both = train_final([good, weak], builder, (x, y, x_val, y_val), epochs=4, patience=None,
                        objective="val_accuracy", seed=3, tolerance=1.0, margin=1.0)

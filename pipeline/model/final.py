@@ -7,6 +7,12 @@ can reach. One that falls short by more than the tolerance is replaced by the tr
 best-epoch checkpoint (the model that earned the score), and the shortfall is reported. The
 members are averaged (their softmax outputs) into one Keras model, which cancels much of one
 initialization's luck; members far below the best on validation are left out.
+
+Both gaps are judged against at least the validation set's own noise
+(``pipeline.objective.noise_allowance``): on 180 validation images two standard errors of an
+accuracy near 0.5 are ~0.07, and the search's score is the best of many epochs and trials on those
+images. A 0.01 rule there swapped three retrained models for one trial's lucky second-epoch
+checkpoint (cifar_like, BENCHMARKS.md §8b).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 
 from pipeline.model.deadline import FitHorizonToBudget
 from pipeline.model.training import evaluation_batches, fit_model, load_training_state
-from pipeline.objective import direction_of, shortfall
+from pipeline.objective import direction_of, noise_allowance, shortfall
 from pipeline.time_budget import TimeBudget
 
 # KerasTuner's best-epoch weights in each trial folder (tuner_utils.SaveBestEpoch).
@@ -47,17 +53,19 @@ class Member:
     seed: int = 0
     checked: bool = True  # compared with the search's score (its extra seeds are not: member_plan)
     stopped_by_budget: bool = False  # train.time_budget ended its training before its last epoch
+    tolerance: float = 0.0  # the shortfall allowed: train.reproduce_tolerance, or the validation noise if larger
     model: keras.Model | None = field(default=None, repr=False)
 
-    def fell_short(self, tolerance: float) -> bool:
-        """Checked against the search, and more than ``tolerance`` short of its score."""
-        return self.checked and self.shortfall > tolerance
+    def fell_short(self) -> bool:
+        """Checked against the search, and more than its ``tolerance`` short of its score."""
+        return self.checked and self.shortfall > self.tolerance
 
     def summary(self) -> dict[str, Any]:
         return {"trial_id": self.trial_id, "search_score": self.search_score,
                 "retrained_score": self.retrained_score, "score": self.score, "source": self.source,
                 "shortfall": round(self.shortfall, 6), "epochs_run": self.epochs_run,
-                "in_ensemble": self.in_ensemble, "seed": self.seed, "stopped_by_budget": self.stopped_by_budget}
+                "in_ensemble": self.in_ensemble, "seed": self.seed, "stopped_by_budget": self.stopped_by_budget,
+                "tolerance": round(self.tolerance, 6)}
 
 
 def member_plan(candidates: list[dict[str, Any]], configurations: int, seeds: int,
@@ -119,8 +127,9 @@ def train_member(index: int, candidate: dict[str, Any], build: Builder,
     member = Member(index=index, trial_id=str(candidate["trial_id"]), values=values, search_score=promised,
                     retrained_score=retrained, score=retrained, source=RETRAINED, shortfall=gap, epochs_run=len(rows),
                     history=rows, model=model, seed=seed, checked=bool(candidate.get("check", True)),
-                    stopped_by_budget=deadline is not None and deadline.stopped_at is not None)
-    if member.fell_short(tolerance):
+                    stopped_by_budget=deadline is not None and deadline.stopped_at is not None,
+                    tolerance=max(tolerance, noise_allowance(promised, len(y_val), objective)))
+    if member.fell_short():
         checkpoint = Path(candidate.get("trial_dir") or "") / TRIAL_CHECKPOINT_NAME
         if checkpoint.is_file():
             fallback = build(values, seed)
@@ -129,6 +138,11 @@ def train_member(index: int, candidate: dict[str, Any], build: Builder,
             if shortfall(kept, retrained, objective) == 0.0:
                 member.model, member.score, member.source = fallback, kept, TRIAL_CHECKPOINT
     return member
+
+
+def ensemble_margin(configured: float, best_score: float, images: int, objective: str) -> float:
+    """How far below the best member a member may score and still be averaged in."""
+    return max(configured, noise_allowance(best_score, images, objective))
 
 
 def average_ensemble(models: list[keras.Model], input_shape: tuple[int, ...]) -> keras.Model:
@@ -150,13 +164,15 @@ class FinalModel:
     score: float  # the kept model's validation score (the ensemble's when several)
     objective: str
     planned: int = 0  # members planned; more than ``len(members)`` when the time budget ran out first
+    margin: float | None = None  # the ensemble margin applied (train.ensemble_margin or the validation noise)
 
 
 def train_final(candidates: list[dict[str, Any]], build: Builder,
                 data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, epochs: int, patience: int | None,
                 objective: str, seed: int, tolerance: float, margin: float = 1.0, on_epoch: EpochHook | None = None,
                 on_member: Callable[[Member], None] | None = None, budget: TimeBudget | None = None) -> FinalModel:
-    """Retrain every candidate (best first) and average those within ``margin`` of the best member.
+    """Retrain every candidate (best first) and average those within ``margin`` of the best member
+    (or within the validation noise at the best member's score, when that is wider).
 
     With a ``budget``: once it is spent the member training ends at its next epoch end and no other
     starts (the first member always trains, so there is a model); ``planned`` tells how many were due.
@@ -175,9 +191,10 @@ def train_final(candidates: list[dict[str, Any]], build: Builder,
             on_member(member)
     pick = max if direction_of(objective) == "max" else min
     best = pick(members, key=lambda m: m.score)
+    margin = ensemble_margin(margin, best.score, len(data[3]), objective)
     for member in members:
         member.in_ensemble = shortfall(member.score, best.score, objective) <= margin
     kept = [m for m in members if m.in_ensemble]
     model = average_ensemble([m.model for m in kept], data[0].shape[1:])
     score = kept[0].score if len(kept) == 1 else validation_score(model, data[2], data[3], objective)
-    return FinalModel(model, members, score, objective, planned=len(candidates))
+    return FinalModel(model, members, score, objective, planned=len(candidates), margin=margin)

@@ -154,12 +154,14 @@ def member_printer(objective: str, tolerance: float, progress: Any = None, epoch
             progress.advance_to((member.index + 1) * epochs)
         print(f"member {member.index + 1}: trial {member.trial_id} retrained (seed {member.seed}) to {objective} "
               f"{member.retrained_score:.4f} (search: {member.search_score:.4f})", flush=True)
-        if member.fell_short(tolerance):
+        if member.fell_short():
             kept = ("kept the trial's own checkpoint" if member.source != "retrained"
                     else "no trial checkpoint to fall back to; kept the retrained model")
+            allowed = (f"train.reproduce_tolerance {tolerance}" if member.tolerance <= tolerance
+                       else f"the validation set's noise {member.tolerance:.4f}, above train.reproduce_tolerance")
             print(f"warning: trial {member.trial_id} retrained to {objective} {member.retrained_score:.4f}, "
                   f"{member.shortfall:.4f} short of the search's {member.search_score:.4f} "
-                  f"(train.reproduce_tolerance {tolerance}); {kept}", file=sys.stderr)
+                  f"(allowed: {allowed}); {kept}", file=sys.stderr)
 
     return on_member
 
@@ -167,10 +169,13 @@ def member_printer(objective: str, tolerance: float, progress: Any = None, epoch
 def log_summary(run_log: Any, final: Any, best: dict[str, Any], objective: str, train: Any) -> int:
     """The run's summary metrics and reproduction tags; returns how many members were averaged."""
     left_out = [m for m in final.members if not m.in_ensemble]
+    margin = final.margin if final.margin is not None else train.ensemble_margin
     for m in left_out:
+        allowed = (f"train.ensemble_margin {train.ensemble_margin}" if margin <= train.ensemble_margin
+                   else f"{margin:.4f}, the validation set's noise (above train.ensemble_margin)")
         print(f"member {m.index + 1} (trial {m.trial_id}, {objective} {m.score:.4f}) left out of the average: "
-              f"more than train.ensemble_margin {train.ensemble_margin} below the best member", flush=True)
-    short = [m for m in final.members if m.fell_short(train.reproduce_tolerance)]
+              f"more than {allowed} below the best member", flush=True)
+    short = [m for m in final.members if m.fell_short()]
     summary = {f"best_{objective}": final.score, "ensemble_size": len(final.members) - len(left_out),
                "search_score": float(best["score"]) if best.get("score") is not None else final.score,
                "epochs_run": final.members[0].epochs_run}

@@ -34,3 +34,8 @@ def noise_allowance(score: float, images: int, objective: str) -> float:
         return 0.0
     p = (min(max(score, 0.0), 1.0) * images + 1.0) / (images + 2.0)
     return NOISE_Z * math.sqrt(p * (1.0 - p) / images)
+
+
+def allowed_gap(configured: float, score: float, images: int, objective: str) -> float:
+    """A configured tolerance, widened to the validation noise at ``score`` where that is larger."""
+    return max(configured, noise_allowance(score, images, objective))

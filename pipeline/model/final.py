@@ -9,7 +9,7 @@ members are averaged (their softmax outputs) into one Keras model, which cancels
 initialization's luck; members far below the best on validation are left out.
 
 Both gaps are judged against at least the validation set's own noise
-(``pipeline.objective.noise_allowance``): on 180 validation images two standard errors of an
+(``pipeline.objective.allowed_gap``): on 180 validation images two standard errors of an
 accuracy near 0.5 are ~0.07, and the search's score is the best of many epochs and trials on those
 images. A 0.01 rule there swapped three retrained models for one trial's lucky second-epoch
 checkpoint (cifar_like, BENCHMARKS.md §8b).
@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.model.deadline import FitHorizonToBudget
 from pipeline.model.training import evaluation_batches, fit_model, load_training_state
-from pipeline.objective import direction_of, noise_allowance, shortfall
+from pipeline.objective import allowed_gap, direction_of, shortfall
 from pipeline.time_budget import TimeBudget
 
 # KerasTuner's best-epoch weights in each trial folder (tuner_utils.SaveBestEpoch).
@@ -128,7 +128,7 @@ def train_member(index: int, candidate: dict[str, Any], build: Builder,
                     retrained_score=retrained, score=retrained, source=RETRAINED, shortfall=gap, epochs_run=len(rows),
                     history=rows, model=model, seed=seed, checked=bool(candidate.get("check", True)),
                     stopped_by_budget=deadline is not None and deadline.stopped_at is not None,
-                    tolerance=max(tolerance, noise_allowance(promised, len(y_val), objective)))
+                    tolerance=allowed_gap(tolerance, promised, len(y_val), objective))
     if member.fell_short():
         checkpoint = Path(candidate.get("trial_dir") or "") / TRIAL_CHECKPOINT_NAME
         if checkpoint.is_file():
@@ -138,11 +138,6 @@ def train_member(index: int, candidate: dict[str, Any], build: Builder,
             if shortfall(kept, retrained, objective) == 0.0:
                 member.model, member.score, member.source = fallback, kept, TRIAL_CHECKPOINT
     return member
-
-
-def ensemble_margin(configured: float, best_score: float, images: int, objective: str) -> float:
-    """How far below the best member a member may score and still be averaged in."""
-    return max(configured, noise_allowance(best_score, images, objective))
 
 
 def average_ensemble(models: list[keras.Model], input_shape: tuple[int, ...]) -> keras.Model:
@@ -164,7 +159,7 @@ class FinalModel:
     score: float  # the kept model's validation score (the ensemble's when several)
     objective: str
     planned: int = 0  # members planned; more than ``len(members)`` when the time budget ran out first
-    margin: float | None = None  # the ensemble margin applied (train.ensemble_margin or the validation noise)
+    margin: float = 0.0  # the ensemble margin applied (train.ensemble_margin or the validation noise)
 
 
 def train_final(candidates: list[dict[str, Any]], build: Builder,
@@ -191,7 +186,7 @@ def train_final(candidates: list[dict[str, Any]], build: Builder,
             on_member(member)
     pick = max if direction_of(objective) == "max" else min
     best = pick(members, key=lambda m: m.score)
-    margin = ensemble_margin(margin, best.score, len(data[3]), objective)
+    margin = allowed_gap(margin, best.score, len(data[3]), objective)
     for member in members:
         member.in_ensemble = shortfall(member.score, best.score, objective) <= margin
     kept = [m for m in members if m.in_ensemble]

@@ -169,10 +169,9 @@ def member_printer(objective: str, tolerance: float, progress: Any = None, epoch
 def log_summary(run_log: Any, final: Any, best: dict[str, Any], objective: str, train: Any) -> int:
     """The run's summary metrics and reproduction tags; returns how many members were averaged."""
     left_out = [m for m in final.members if not m.in_ensemble]
-    margin = final.margin if final.margin is not None else train.ensemble_margin
     for m in left_out:
-        allowed = (f"train.ensemble_margin {train.ensemble_margin}" if margin <= train.ensemble_margin
-                   else f"{margin:.4f}, the validation set's noise (above train.ensemble_margin)")
+        allowed = (f"train.ensemble_margin {train.ensemble_margin}" if final.margin <= train.ensemble_margin
+                   else f"{final.margin:.4f}, the validation set's noise (above train.ensemble_margin)")
         print(f"member {m.index + 1} (trial {m.trial_id}, {objective} {m.score:.4f}) left out of the average: "
               f"more than {allowed} below the best member", flush=True)
     short = [m for m in final.members if m.fell_short()]

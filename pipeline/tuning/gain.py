@@ -35,7 +35,7 @@ class SearchGain:
     initial_point_won: bool | None  # None: no initial point finished
     # The best trial's own figures: under data fidelity the initial points stop one rung down, so the
     # configuration train retrains may be a searched one trained longer than any initial point was.
-    best_trial_initial: bool | None = None  # None: no trial, or no initial point, finished
+    best_trial_from: str | None = None  # "initial point" or "search"; None: no trial, or no initial point, finished
     best_trial_epochs: int | None = None
     best_trial_score: float | None = None
 
@@ -54,13 +54,6 @@ class SearchGain:
                 "best_searched_score": self.best_searched_score, "best_searched_trial": self.best_searched_trial,
                 "best_trial": self.best_trial, "initial_point_won": self.initial_point_won,
                 "best_trial_from": self.best_trial_from, "best_trial_epochs": self.best_trial_epochs}
-
-    @property
-    def best_trial_from(self) -> str | None:
-        """Where the configuration train retrains came from: "initial point" or "search"."""
-        if self.best_trial_initial is None:
-            return None
-        return "initial point" if self.best_trial_initial else "search"
 
     def run_metrics(self) -> dict[str, float]:
         """The numeric figures for the search's MLflow run (metrics are numbers; the rest go to tags)."""
@@ -97,7 +90,7 @@ class SearchGain:
     def _searched_best_clause(self) -> str:
         """Where the equal-epoch comparison does not decide what train retrains: the best trial is a searched
         one (under data fidelity, typically trained longer than the initial point ever was)."""
-        if self.best_trial_initial is not False or self.best_trial_score is None:
+        if self.best_trial_from != "search" or self.best_trial_score is None:
             return ""
         return (f"; but the best trial overall, {self.best_trial} ({self.objective} {self.best_trial_score:.4f} "
                 f"after {self.best_trial_epochs} epochs), is a searched configuration: the final model's "
@@ -123,7 +116,8 @@ def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGa
     best_full = pick(full, key=_score) if full else None
     best = best_record(finished, objective)  # what train retrains: the same tie rule as best_hparams.json's top
     # None where no initial point is known (none given, or a tuner that does not mark them)
-    from_initial = None if best is None or best_initial is None else _int(_get(best, "bracket")) == INITIAL_BRACKET
+    best_from = None if best is None or best_initial is None else (
+        "initial point" if _int(_get(best, "bracket")) == INITIAL_BRACKET else "search")
     won = None
     if best_initial is not None:
         # Ties go to the initial point: the search bought nothing it did not already have.
@@ -133,7 +127,7 @@ def search_gain(records: list[Any], objective: str, max_epochs: int) -> SearchGa
         best_initial_trial=_id(best_initial), best_initial_score=_score_or_none(best_initial),
         best_searched_trial=_id(best_full), best_searched_score=_score_or_none(best_full),
         best_trial=_id(best), initial_point_won=won,
-        best_trial_initial=from_initial,
+        best_trial_from=best_from,
         best_trial_epochs=None if best is None else _epochs(best, max_epochs), best_trial_score=_score_or_none(best),
     )
 

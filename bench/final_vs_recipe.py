@@ -95,6 +95,7 @@ def run_arm(workdir: Path, params: dict[str, Any]) -> dict[str, Any]:
     trials = read("results/tune/best_hparams.json")
     return {"seconds": seconds, "meta": read("data/processed/meta.json"), "tune": read("results/tune/metrics.json"),
             "best": {k: trials.get(k) for k in ("trial_id", "score", "values", "epochs")},
+            "initial_point": {k: (trials.get("initial_point") or {}).get(k) for k in ("trial_id", "score")},
             "train": read("results/train/run.json"), "evaluate": read("results/evaluate/metrics.json")}
 
 
@@ -163,7 +164,21 @@ def summary(arm: dict[str, Any], scores: dict[str, np.ndarray]) -> dict[str, Any
             "best_trial": arm["best"], "trials": arm["tune"].get("trials"),
             "search_gain": arm["tune"].get("search_gain"), "initial_point_won": arm["tune"].get("initial_point_won"),
             "train_members": train.get("members"), "seconds": arm["seconds"],
+            "initial_point": arm["initial_point"], "hedge": hedge_of(train),
             "baselines": arm["evaluate"].get("baselines")}
+
+
+def hedge_of(train: dict[str, Any]) -> dict[str, Any] | None:
+    """train.hedge_initial_point at work: the initial point averaged in, and each configuration's mean
+    retrained validation score (what validation says of the hedge; None: no hedge)."""
+    members = train.get("members") or []
+    hedged = [m for m in members if m.get("hedge")]
+    if not hedged:
+        return None
+    best = [m for m in members if not m.get("hedge")]
+    return {"trial_id": hedged[0]["trial_id"],
+            "initial_validation": float(np.mean([m["retrained_score"] for m in hedged])),
+            "searched_validation": float(np.mean([m["retrained_score"] for m in best]))}
 
 
 def markdown(runs: list[dict[str, Any]]) -> str:
@@ -182,7 +197,8 @@ def markdown(runs: list[dict[str, Any]]) -> str:
     for r in runs:
         d, b = r["arms"]["default"], r["arms"]["recipe"]
         sizes = "/".join(str(r["sizes"].get(k, "-")) for k in ("train", "validation", "test", "fresh"))
-        rows.append([r["task"], r["seed"], sizes, f"{d['best_trial']['trial_id']}: {scores(d)}", scores(b),
+        trial = d["best_trial"]["trial_id"] + (f" + {d['hedge']['trial_id']} (hedge)" if d.get("hedge") else "")
+        rows.append([r["task"], r["seed"], sizes, f"{trial}: {scores(d)}", scores(b),
                      ci(r["margin"]["test"]), ci(r["margin"].get("fresh")), r["verdict"],
                      f"{sum(d['seconds'].values()):.0f} / {sum(b['seconds'].values()):.0f}"])
     below = [f"{r['task']} (seed {r['seed']})" for r in runs if r["verdict"] == "below"]

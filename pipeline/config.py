@@ -254,6 +254,10 @@ class TrainConfig(Section):
     # validation split ranks close to the first.
     configurations: Annotated[int, Field(ge=1, le=20)] = 1
     seeds: Annotated[int, Field(ge=1, le=20)] = 3
+    # When validation cannot tell the search's best configuration from the best of tune.initial_points
+    # (it leads by less than the validation noise), the final model averages both, each with `seeds`
+    # seeds: a lead that small is the luck of the validation images as often as a better model.
+    hedge_initial_point: bool = True
     # Members whose retrained validation score is more than this below the best member's are
     # left out of the average (a weak member drags an average down); never less than the validation
     # set's own noise (pipeline.objective.noise_allowance), or the average keeps only the luckiest.

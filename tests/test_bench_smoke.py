@@ -115,7 +115,13 @@ def test_final_vs_recipe_arms_differ_in_the_search_only(smoke_results: dict[str,
     assert {k: alone["best_trial"]["values"][k] for k in recipe} == recipe
     # the same final-model protocol: train's seeds and epochs of the smoke settings (1 seed, 1 epoch) in both
     seeds = payload["overrides"]["smoke"]["train"]["seeds"]
-    assert len(default["train_members"]) == len(alone["train_members"]) == seeds
+    assert len(alone["train_members"]) == seeds and alone["hedge"] is None
+    # the default arm's train may hedge with the recipe (train.hedge_initial_point): then seeds members each
+    assert default["initial_point"]["trial_id"] == "0000"
+    hedged = default["hedge"] is not None
+    assert len(default["train_members"]) == seeds * (1 + hedged)
+    if hedged:
+        assert default["hedge"]["trial_id"] == "0000" != default["best_trial"]["trial_id"]
     assert {m["epochs_run"] for m in default["train_members"] + alone["train_members"]} == {1}
     # the per-image comparison is the arms' own models (training is not bitwise reproducible across processes
     # on CPU: threaded reductions; so even the same configuration is compared, not assumed equal)

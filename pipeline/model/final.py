@@ -6,7 +6,9 @@ is compared with the score the search reported: the search's score must be one t
 can reach. One that falls short by more than the tolerance is replaced by the trial's own
 best-epoch checkpoint (the model that earned the score), and the shortfall is reported. The
 members are averaged (their softmax outputs) into one Keras model, which cancels much of one
-initialization's luck; members far below the best on validation are left out.
+initialization's luck; members far below the best on validation are left out. When validation
+cannot tell the search's best configuration from the best initial point (the shipped recipe), the
+final model averages both (``final_configurations``).
 
 Both gaps are judged against at least the validation set's own noise
 (``pipeline.objective.allowed_gap``): on 180 validation images two standard errors of an
@@ -27,7 +29,7 @@ import numpy as np
 
 from pipeline.model.deadline import FitHorizonToBudget
 from pipeline.model.training import evaluation_batches, fit_model, load_training_state
-from pipeline.objective import allowed_gap, direction_of, shortfall
+from pipeline.objective import allowed_gap, direction_of, noise_allowance, shortfall
 from pipeline.time_budget import TimeBudget
 
 # KerasTuner's best-epoch weights in each trial folder (tuner_utils.SaveBestEpoch).
@@ -54,6 +56,7 @@ class Member:
     checked: bool = True  # compared with the search's score (its extra seeds are not: member_plan)
     stopped_by_budget: bool = False  # train.time_budget ended its training before its last epoch
     tolerance: float = 0.0  # the shortfall allowed: train.reproduce_tolerance, or the validation noise if larger
+    hedge: bool = False  # the best initial point, added because validation could not tell it from the best
     model: keras.Model | None = field(default=None, repr=False)
 
     def fell_short(self) -> bool:
@@ -65,14 +68,38 @@ class Member:
                 "retrained_score": self.retrained_score, "score": self.score, "source": self.source,
                 "shortfall": round(self.shortfall, 6), "epochs_run": self.epochs_run,
                 "in_ensemble": self.in_ensemble, "seed": self.seed, "stopped_by_budget": self.stopped_by_budget,
-                "tolerance": round(self.tolerance, 6)}
+                "tolerance": round(self.tolerance, 6), "hedge": self.hedge}
 
 
-def member_plan(candidates: list[dict[str, Any]], configurations: int, seeds: int,
-                base_seed: int) -> list[dict[str, Any]]:
-    """The members to train: the first ``configurations`` candidates, each with seeds ``base_seed``,
-    ``base_seed + 1``, ...; only the search's own seed is checked against the search's score."""
-    return [{**c, "seed": base_seed + k, "check": k == 0} for c in candidates[:configurations] for k in range(seeds)]
+def final_configurations(top: list[dict[str, Any]], initial_point: dict[str, Any] | None, configurations: int,
+                         hedge: bool, images: int, objective: str) -> list[dict[str, Any]]:
+    """The configurations the final model averages: the search's best ``configurations`` (``top``, best
+    first), and, with ``hedge``, the best initial point when validation cannot tell it from the best.
+
+    The search's best score is the maximum over many trials and epochs on the same validation images,
+    so a searched configuration that leads the recipe by less than the validation noise
+    (``noise_allowance``) has not been shown better; retrained alone it can end below the recipe
+    (cifar_like, BENCHMARKS.md §8b). Averaging both keeps what each is worth. A hedge member is
+    ``{"hedge": True}``.
+    """
+    chosen = list(top[:configurations])
+    if not hedge or initial_point is None or not chosen:
+        return chosen
+    if any(c.get("trial_id") == initial_point.get("trial_id") or c.get("values") == initial_point.get("values")
+           for c in chosen):
+        return chosen
+    best = float(chosen[0]["score"])
+    behind = shortfall(float(initial_point["score"]), best, objective)
+    if behind > noise_allowance(best, images, objective):
+        return chosen
+    return [*chosen, {**initial_point, "hedge": True}]
+
+
+def member_plan(configurations: list[dict[str, Any]], seeds: int, base_seed: int) -> list[dict[str, Any]]:
+    """The members to train, seed by seed: every configuration with ``base_seed``, then ``base_seed + 1``, ...
+    (a time budget that ends early leaves each configuration its first seeds); only the search's own
+    seed is checked against the search's score."""
+    return [{**c, "seed": base_seed + k, "check": k == 0} for k in range(seeds) for c in configurations]
 
 
 def validation_score(model: keras.Model, x: np.ndarray, y: np.ndarray, objective: str) -> float:
@@ -128,6 +155,7 @@ def train_member(index: int, candidate: dict[str, Any], build: Builder,
                     retrained_score=retrained, score=retrained, source=RETRAINED, shortfall=gap, epochs_run=len(rows),
                     history=rows, model=model, seed=seed, checked=bool(candidate.get("check", True)),
                     stopped_by_budget=deadline is not None and deadline.stopped_at is not None,
+                    hedge=bool(candidate.get("hedge", False)),
                     tolerance=allowed_gap(tolerance, promised, len(y_val), objective))
     if member.fell_short():
         checkpoint = Path(candidate.get("trial_dir") or "") / TRIAL_CHECKPOINT_NAME

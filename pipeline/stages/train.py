@@ -57,7 +57,7 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     best = read_best_hparams()
     meta, data = load_data(best)
     from pipeline.atomic import write_json_atomic
-    from pipeline.model.final import member_plan, train_final
+    from pipeline.model.final import final_configurations, member_plan, train_final
     from pipeline.progress import Progress
     from pipeline.tracking.api import open_tracker
 
@@ -71,13 +71,19 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
         return hypermodel_from_meta(params.search_space, meta, seed=seed,
                                     total_epochs=params.train.epochs).build(complete(values))
 
+    configurations = final_configurations(candidates_of(best), best.get("initial_point"),
+                                          params.train.configurations, params.train.hedge_initial_point,
+                                          len(data[3]), objective)
+    print_hedge(configurations, objective, len(data[3]))
     candidates = [{**c, "values": dict(complete(c["values"]).values)}
-                  for c in member_plan(candidates_of(best), params.train.configurations, params.train.seeds,
-                                       params.seed)]
+                  for c in member_plan(configurations, params.train.seeds, params.seed)]
     candidates = without_other_data_checkpoints(candidates, best, meta)
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
             "data_fingerprint": meta.get("fingerprint"), "stage": "train",
-            "ensemble_trials": ",".join(str(c["trial_id"]) for c in candidates)}
+            "ensemble_trials": ",".join(str(c["trial_id"]) for c in configurations)}
+    hedges = [str(c["trial_id"]) for c in configurations if c.get("hedge")]
+    if hedges:
+        tags["hedge_trial"] = hedges[0]
     train = params.train
     progress = Progress(len(candidates) * train.epochs, "train epoch", budget=budget)
     with tracker.start_train_run(best["values"], tags) as run_log:
@@ -132,6 +138,20 @@ def completer(params: Any) -> Any:
                                 f"({error}); rerun `python -m pipeline tune`") from None
 
     return complete
+
+
+def print_hedge(configurations: list[dict[str, Any]], objective: str, images: int) -> None:
+    """The line saying the best initial point joins the final model, and why."""
+    from pipeline.objective import noise_allowance
+
+    hedge = next((c for c in configurations if c.get("hedge")), None)
+    if hedge is None:
+        return
+    best = configurations[0]
+    print(f"hedge: the search's best trial {best['trial_id']} ({objective} {float(best['score']):.4f}) is within the "
+          f"validation noise ({noise_allowance(float(best['score']), images, objective):.4f} on {images} images) "
+          f"of the best initial point, trial {hedge['trial_id']} ({float(hedge['score']):.4f}): the final model "
+          "averages both configurations (train.hedge_initial_point: false keeps the search's alone)", flush=True)
 
 
 def epoch_printer(run_log: Any, members: int, epochs: int, progress: Any) -> Any:

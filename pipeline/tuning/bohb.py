@@ -43,6 +43,7 @@ from pipeline.tuning.prior import (
     prior_vs_incumbent,
     sample_prior,
 )
+from pipeline.tuning.records import INITIAL_BRACKET
 
 # in a trial's values: how its configuration was drawn, uniform / prior / incumbent / model / initial
 SOURCE_KEY = "tuner/source"
@@ -256,7 +257,7 @@ class BOHBOracle(kt.oracles.HyperbandOracle):
                 values.update(point)
                 if not self._duplicate(values):
                     values.update({"tuner/epochs": self.initial_epochs, "tuner/initial_epoch": 0,
-                                   "tuner/bracket": -1, "tuner/round": 0, SOURCE_KEY: INITIAL})
+                                   "tuner/bracket": INITIAL_BRACKET, "tuner/round": 0, SOURCE_KEY: INITIAL})
                     return {"status": "RUNNING", "values": values}
         return super().populate_space(trial_id)
 

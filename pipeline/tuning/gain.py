@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.objective import direction_of
+from pipeline.tuning.records import INITIAL_BRACKET
 from pipeline.tuning.results import best_record
-
-INITIAL_BRACKET = -1  # pipeline.tuning.bohb runs the initial points outside the brackets with this tag
 
 
 @dataclass(frozen=True)

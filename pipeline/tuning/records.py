@@ -18,6 +18,7 @@ from pipeline.tuning.tracker import FAILED, FINISHED, KILLED
 RECORD_NAME = "pipeline_trial.json"
 STATE_NAME = "pipeline_search.json"  # the search's own totals, next to the tuner state
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+INITIAL_BRACKET = -1  # pipeline.tuning.bohb runs tune.initial_points outside the brackets with this tag
 
 
 @dataclass
@@ -40,6 +41,11 @@ class TrialRecord:
     params_count: int | None = None
     score: float | None = None
     error: str | None = None
+
+    @property
+    def is_initial_point(self) -> bool:
+        """One of ``tune.initial_points`` (as the default BOHB marks them; other tuners do not)."""
+        return self.bracket == INITIAL_BRACKET
 
     @property
     def epochs_trained(self) -> int:

@@ -98,7 +98,14 @@ def best_hparams(best: TrialRecord, objective: str, top: list[dict[str, Any]] | 
 def candidate(record: TrialRecord, objective: str, trial_dir: Path) -> dict[str, Any]:
     """One entry of ``best_hparams.json``'s ``top``: what ``train`` needs to retrain or reuse the trial."""
     return {"trial_id": record.trial_id, "score": record.score, "values": record.values,
-            "epochs": trained_epochs(record, objective), "trial_dir": str(trial_dir)}
+            "epochs": trained_epochs(record, objective), "trial_dir": str(trial_dir),
+            "initial_point": record.is_initial_point}
+
+
+def best_initial_point(records: list[TrialRecord], objective: str) -> TrialRecord | None:
+    """The best finished trial of ``tune.initial_points`` (None: none given, none finished, or a tuner
+    that does not mark them): what train hedges with (``train.hedge_initial_point``)."""
+    return next((r for r in ranked_records(records, objective) if r.is_initial_point), None)
 
 
 # What results/tune/metrics.json (a DVC metric) keeps: the figures people compare across experiments.

@@ -155,6 +155,7 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
     from pipeline.tuning.results import (
         DVC_METRIC_KEYS,
         best_hparams,
+        best_initial_point,
         best_record,
         candidate,
         search_metrics,
@@ -187,7 +188,10 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
     project_dir = Path(project_dir or Path(params.tune.directory) / f"search-{digest}")
     top = [candidate(r, objective, project_dir / f"trial_{r.trial_id}")
            for r in top_configurations(records, objective, TOP_CONFIGURATIONS)]
+    initial = best_initial_point(records, objective)
     best = best_hparams(best_trial, objective, top=top, tuner=params.tune.tuner,
+                        initial_point=candidate(initial, objective, project_dir / f"trial_{initial.trial_id}")
+                        if initial is not None else None,
                         search_run_id=search_run.ref.id if search_run else None,
                         data_fingerprint=fingerprint, search_hash=digest)
     write_json(out_dir / paths.BEST_HPARAMS_FILE.name, best)

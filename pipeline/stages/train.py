@@ -1,7 +1,8 @@
 """Stage ``train``: the search's best configurations retrained into ``models/model.keras``.
 
 Reads ``results/tune/best_hparams.json``, retrains its best ``train.configurations``
-configuration(s) with ``train.seeds`` seeds for ``train.epochs`` (``pipeline.model.final``),
+configuration(s) with ``train.seeds`` seeds for ``train.epochs`` (``pipeline.model.final``), with
+the best initial point too when validation cannot tell it from the best (``train.hedge_initial_point``),
 warns when a retrained configuration falls short of the score the search reported, and
 saves their average as one model that takes raw pixels. Writes the per-epoch history for
 ``dvc plots`` and the MLflow run's ids for evaluate/register. ``train.time_budget`` bounds the

@@ -226,17 +226,24 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     env = common.environment()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="final-vs-recipe-"))
-    runs = []
+    runs: list[dict[str, Any]] = []
     start = time.perf_counter()
+
+    def result(complete: bool) -> dict[str, Any]:
+        return {"commit": common.git_commit(), "tasks": names, "seeds": seeds, "images": args.images,
+                "arms": {"default": "params.yaml's tune", "recipe": RECIPE_ONLY},
+                "overrides": {"smoke": {"tune": SMOKE_TUNE, "train": SMOKE_TRAIN}} if args.smoke else {},
+                "minutes": round((time.perf_counter() - start) / 60, 1), "runs": runs,
+                "below": [r["task"] for r in runs if r["verdict"] == "below"], "complete": complete}
+
     for task in names:
         for seed in seeds:
             runs.append(run_task(task, seed, root, args))
-    result = {"commit": common.git_commit(), "tasks": names, "seeds": seeds, "images": args.images,
-              "arms": {"default": "params.yaml's tune", "recipe": RECIPE_ONLY},
-              "overrides": {"smoke": {"tune": SMOKE_TUNE, "train": SMOKE_TRAIN}} if args.smoke else {},
-              "minutes": round((time.perf_counter() - start) / 60, 1), "runs": runs,
-              "below": [r["task"] for r in runs if r["verdict"] == "below"]}
-    common.write_result(NAME, args, env, result, section=markdown(runs))
+            if len(runs) < len(names) * len(seeds):
+                # what is done so far, kept if the run is stopped (a task takes minutes); BENCHMARKS.md's
+                # table is written from the complete result only
+                common.write_result(NAME, args, env, result(complete=False))
+    common.write_result(NAME, args, env, result(complete=True), section=markdown(runs))
     if args.workdir is None:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -80,7 +80,7 @@ def final_configurations(top: list[dict[str, Any]], initial_point: dict[str, Any
     so a searched configuration that leads the recipe by less than the validation noise
     (``noise_allowance``) has not been shown better; retrained alone it can end below the recipe
     (cifar_like, BENCHMARKS.md §8b). Averaging both keeps what each is worth. A hedge member is
-    ``{"hedge": True}``.
+    ``{"hedge": True, "noise": <the allowance it was within>}``.
     """
     chosen = list(top[:configurations])
     if not hedge or initial_point is None or not chosen:
@@ -89,10 +89,10 @@ def final_configurations(top: list[dict[str, Any]], initial_point: dict[str, Any
            for c in chosen):
         return chosen
     best = float(chosen[0]["score"])
-    behind = shortfall(float(initial_point["score"]), best, objective)
-    if behind > noise_allowance(best, images, objective):
+    noise = noise_allowance(best, images, objective)
+    if shortfall(float(initial_point["score"]), best, objective) > noise:
         return chosen
-    return [*chosen, {**initial_point, "hedge": True}]
+    return [*chosen, {**initial_point, "hedge": True, "noise": noise}]
 
 
 def member_plan(configurations: list[dict[str, Any]], seeds: int, base_seed: int) -> list[dict[str, Any]]:

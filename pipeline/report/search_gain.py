@@ -92,10 +92,10 @@ def seed_spread(run: dict[str, Any] | None) -> dict[str, float] | None:
 def hedge_comparison(run: dict[str, Any] | None) -> dict[str, Any] | None:
     """Where train hedged (``train.hedge_initial_point``): the retrained validation scores of the search's
     best configuration and of the initial point it averaged with, seed by seed (None: no hedge)."""
-    members = (run or {}).get("members") or []
-    hedged = [m for m in members if m.get("hedge") and _finite(m.get("retrained_score"))]
-    best = [m for m in members if m.get("trial_id") == (run or {}).get("trial_id") and not m.get("hedge")
-            and _finite(m.get("retrained_score"))]
+    run = run or {}
+    members = [m for m in run.get("members") or [] if _finite(m.get("retrained_score"))]
+    hedged = [m for m in members if m.get("hedge")]
+    best = [m for m in members if m.get("trial_id") == run.get("trial_id") and not m.get("hedge")]
     if not hedged or not best:
         return None
     searched = [float(m["retrained_score"]) for m in best]

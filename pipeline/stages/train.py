@@ -75,16 +75,17 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     configurations = final_configurations(candidates_of(best), best.get("initial_point"),
                                           params.train.configurations, params.train.hedge_initial_point,
                                           len(data[3]), objective)
-    print_hedge(configurations, objective, len(data[3]))
+    hedge = next((c for c in configurations if c.get("hedge")), None)
+    if hedge is not None:
+        print_hedge(configurations[0], hedge, objective, len(data[3]))
     candidates = [{**c, "values": dict(complete(c["values"]).values)}
                   for c in member_plan(configurations, params.train.seeds, params.seed)]
     candidates = without_other_data_checkpoints(candidates, best, meta)
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
             "data_fingerprint": meta.get("fingerprint"), "stage": "train",
             "ensemble_trials": ",".join(str(c["trial_id"]) for c in configurations)}
-    hedges = [str(c["trial_id"]) for c in configurations if c.get("hedge")]
-    if hedges:
-        tags["hedge_trial"] = hedges[0]
+    if hedge is not None:
+        tags["hedge_trial"] = str(hedge["trial_id"])
     train = params.train
     progress = Progress(len(candidates) * train.epochs, "train epoch", budget=budget)
     with tracker.start_train_run(best["values"], tags) as run_log:
@@ -141,18 +142,12 @@ def completer(params: Any) -> Any:
     return complete
 
 
-def print_hedge(configurations: list[dict[str, Any]], objective: str, images: int) -> None:
+def print_hedge(best: dict[str, Any], hedge: dict[str, Any], objective: str, images: int) -> None:
     """The line saying the best initial point joins the final model, and why."""
-    from pipeline.objective import noise_allowance
-
-    hedge = next((c for c in configurations if c.get("hedge")), None)
-    if hedge is None:
-        return
-    best = configurations[0]
     print(f"hedge: the search's best trial {best['trial_id']} ({objective} {float(best['score']):.4f}) is within the "
-          f"validation noise ({noise_allowance(float(best['score']), images, objective):.4f} on {images} images) "
-          f"of the best initial point, trial {hedge['trial_id']} ({float(hedge['score']):.4f}): the final model "
-          "averages both configurations (train.hedge_initial_point: false keeps the search's alone)", flush=True)
+          f"validation noise ({hedge['noise']:.4f} on {images} images) of the best initial point, trial "
+          f"{hedge['trial_id']} ({float(hedge['score']):.4f}): the final model averages both configurations "
+          "(train.hedge_initial_point: false keeps the search's alone)", flush=True)
 
 
 def epoch_printer(run_log: Any, members: int, epochs: int, progress: Any) -> Any:

@@ -38,3 +38,19 @@ def test_search_restarts_its_process_and_resumes(project: Path) -> None:
     assert sorted(r.data.tags["trial_id"] for r in children) == [f"{i:04d}" for i in range(6)]
     assert {r.info.status for r in children} == {"FINISHED"}
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+
+
+@pytest.mark.parametrize(("done_here", "per_process", "trials_left", "due"), [
+    (19, 20, 10, False),   # not yet
+    (20, 20, 6, True),     # more than a quarter of a process's trials left: a fresh process
+    (20, 20, 5, False),    # a quarter or less: this process finishes the search (a digits search: 24 trials)
+    (20, 20, 0, False),    # nothing left
+    (20, 20, None, True),  # not known (a distributed worker)
+    (3, 3, 1, True),       # small processes: a quarter of 3 is 0 trials
+    (50, 0, 100, False),   # 0: never
+])
+def test_a_process_finishes_a_search_that_ends_within_a_quarter_of_its_trials(
+        done_here: int, per_process: int, trials_left: int | None, due: bool) -> None:
+    from pipeline.tuning.tuners import recycle_due
+
+    assert recycle_due(done_here, per_process, trials_left) is due

@@ -74,7 +74,7 @@ def run_trials(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
                                                patience=tune.early_stopping_patience)]
     if budget.limited:
         callbacks.append(TrialDeadline(budget, lambda: running_trial(tuner)))
-        tuner.pre_create_trial = stop_when_spent(tuner, budget)
+        tuner.pre_create_trial = StopWhenSpent(tuner, budget)
     # Keras runs a full garbage collection before every trial; with TensorFlow's millions of
     # import-time objects moved out of its reach, each costs ~0.02 s instead of ~0.4 s.
     gc.freeze()
@@ -108,23 +108,40 @@ def run_trials(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
     return budget
 
 
-def stop_when_spent(tuner: TrackedTunerMixin, budget: TimeBudget) -> Any:
+class StopWhenSpent:
     """KerasTuner's ``pre_create_trial`` hook (called before the oracle hands out a trial), raising
-    ``BudgetSpent`` once the budget is spent, unless the search is known to have no trial left.
+    ``BudgetSpent`` once the budget is spent, or when what is left of it is less than the shortest trial
+    of this process took (it would end past the budget: ``StopAtDeadline``'s rule, one trial up),
+    unless the search is known to have no trial left.
 
     Each invocation runs at least one trial (as Optuna's ``timeout``, checked after a trial): a budget
     spent on start-up alone still moves the search forward, by one epoch at least.
     """
-    ask = tuner.pre_create_trial
 
-    def pre_create_trial() -> None:
+    clock = staticmethod(time.monotonic)  # a test gives trials a known cost
+
+    def __init__(self, tuner: TrackedTunerMixin, budget: TimeBudget) -> None:
+        self.tuner, self.budget, self.ask = tuner, budget, tuner.pre_create_trial
+        self.shortest_trial = float("inf")  # seconds from one ask to the next: a whole trial, bookkeeping included
+        self._asked_at: float | None = None
+        self._done_at_ask = 0
+
+    def __call__(self) -> None:
+        tuner, budget, now = self.tuner, self.budget, self.clock()
+        # one trial ran since the last ask (none did when a distributed oracle answered IDLE)
+        if self._asked_at is not None and tuner.trials_this_process == self._done_at_ask + 1:
+            self.shortest_trial = min(self.shortest_trial, now - self._asked_at)
+        self._asked_at, self._done_at_ask = now, tuner.trials_this_process
         more_to_come = tuner.trials_left is None or tuner.trials_left > 0
-        if budget.is_spent() and more_to_come and tuner.trials_this_process > 0:
-            budget.stop()
-            raise BudgetSpent
-        ask()
-
-    return pre_create_trial
+        if more_to_come and tuner.trials_this_process > 0:
+            if budget.is_spent():
+                budget.stop()
+                raise BudgetSpent
+            left = budget.left()
+            if left is not None and left < self.shortest_trial:
+                budget.close(f"no trial started with {left:.0f} s left: the shortest took {self.shortest_trial:.0f} s")
+                raise BudgetSpent
+        self.ask()
 
 
 def running_trial(tuner: TrackedTunerMixin) -> str | None:

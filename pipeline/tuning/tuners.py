@@ -38,6 +38,11 @@ from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NullTracker, Trial
 # Models of trials Hyperband may continue, kept in memory (digits: a few MB each); a round of the
 # default search (max_epochs 9, factor 3) has at most 9 trials.
 KEPT_MODELS = 12
+# A process that has run ``tune.trials_per_process`` trials still finishes the search itself when at
+# most this fraction of that many trials is left: a fresh process costs an import of TensorFlow and
+# Keras (8-13 s on 2 cores, half a digits search's last four trials), and a quarter more trials adds
+# ~50 MB to the memory the recycling bounds (~10 MB a trial, BENCHMARKS §4).
+RECYCLE_TAIL = 0.25
 TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id", SOURCE_KEY)
 
 
@@ -48,6 +53,15 @@ class ProcessRecycle(Exception):  # noqa: N818 - a request, not an error
         super().__init__(f"{trials} trials in this process")
         self.trials = trials
         self.search_run_id: str | None = None  # left open for the next process
+
+
+def recycle_due(done_here: int, per_process: int, trials_left: int | None) -> bool:
+    """Whether a process that has run ``done_here`` trials hands the search to a fresh one: after
+    ``per_process`` trials (0: never), unless the search is known to end within ``RECYCLE_TAIL`` of
+    that many more (``trials_left`` None: not known)."""
+    if not per_process or done_here < per_process:
+        return False
+    return trials_left is None or trials_left > math.floor(per_process * RECYCLE_TAIL)
 
 
 class TrackedTunerMixin:
@@ -181,8 +195,7 @@ class TrackedTunerMixin:
         self.trials_this_process += 1
         if self.trials_left is not None:
             self.trials_left -= 1
-        more_to_come = self.trials_left is None or self.trials_left > 0
-        if self.trials_per_process and self.trials_this_process >= self.trials_per_process and more_to_come:
+        if recycle_due(self.trials_this_process, self.trials_per_process, self.trials_left):
             # Between trials, with the oracle's state saved: a new process resumes exactly here.
             raise ProcessRecycle(self.trials_this_process)
 

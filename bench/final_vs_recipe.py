@@ -176,9 +176,12 @@ def hedge_of(train: dict[str, Any]) -> dict[str, Any] | None:
     if not hedged:
         return None
     best = [m for m in members if not m.get("hedge")]
+    decision = train.get("hedge") or {}  # train's resolve_hedge: whether the searched configuration stayed in
     return {"trial_id": hedged[0]["trial_id"],
             "initial_validation": float(np.mean([m["retrained_score"] for m in hedged])),
-            "searched_validation": float(np.mean([m["retrained_score"] for m in best]))}
+            "searched_validation": float(np.mean([m["retrained_score"] for m in best])),
+            "kept": decision.get("kept", "both"), "both_validation": decision.get("both_score"),
+            "initial_point_alone_validation": decision.get("initial_point_score")}
 
 
 def markdown(runs: list[dict[str, Any]]) -> str:
@@ -197,7 +200,10 @@ def markdown(runs: list[dict[str, Any]]) -> str:
     for r in runs:
         d, b = r["arms"]["default"], r["arms"]["recipe"]
         sizes = "/".join(str(r["sizes"].get(k, "-")) for k in ("train", "validation", "test", "fresh"))
-        trial = d["best_trial"]["trial_id"] + (f" + {d['hedge']['trial_id']} (hedge)" if d.get("hedge") else "")
+        hedge = d.get("hedge")
+        trial = d["best_trial"]["trial_id"] + (f" + {hedge['trial_id']} (hedge)" if hedge else "")
+        if hedge and hedge.get("kept") == "initial point":
+            trial = f"{hedge['trial_id']} (hedge, {d['best_trial']['trial_id']} not kept)"
         rows.append([r["task"], r["seed"], sizes, f"{trial}: {scores(d)}", scores(b),
                      ci(r["margin"]["test"]), ci(r["margin"].get("fresh")), r["verdict"],
                      f"{sum(d['seconds'].values()):.0f} / {sum(b['seconds'].values()):.0f}"])

@@ -69,7 +69,8 @@ def test_the_report_states_what_each_hedged_configuration_retrained_to(tmp_path:
         {"trial_id": "0000", "retrained_score": 0.54, "hedge": True}]}
     hedge = hedge_comparison(run)
     assert hedge == {"searched_trial": "0021", "initial_trial": "0000", "searched_mean": pytest.approx(0.49),
-                     "initial_mean": pytest.approx(0.53), "searched_n": 2, "initial_n": 2}
+                     "initial_mean": pytest.approx(0.53), "searched_n": 2, "initial_n": 2, "kept": "both",
+                     "both_score": None, "initial_point_score": None}
     assert hedge_comparison({"trial_id": "0021", "members": run["members"][::2]}) is None  # no hedge member
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"search_gain": 0.022, "search_gain_epochs": 9, "best_initial_score": 0.5,
@@ -81,8 +82,74 @@ def test_the_report_states_what_each_hedged_configuration_retrained_to(tmp_path:
     figures = write_section(doc, metrics, train_run)
     text = to_markdown(doc)
     assert figures is not None and figures["hedge"]["initial_n"] == 2
-    assert "the final model averages both (train.hedge_initial_point)" in text
+    assert "so train retrained both (train.hedge_initial_point)" in text and "The final model averages both." in text
     assert "0.4900 (mean of 2 seeds) and 0.5300 (mean of 2): a difference of -0.0400" in text
+
+    # train's decision (resolve_hedge) is stated with both validation scores
+    train_run.write_text(json.dumps({**run, "hedge": {"kept": "initial point", "both_score": 0.51,
+                                                      "initial_point_score": 0.53, "initial_trial": "0000"}}))
+    doc = Document("r")
+    write_section(doc, metrics, train_run)
+    assert ("all their models reach validation 0.5100, no better than the initial point's alone (0.5300): the "
+            "final model is the initial point's models alone") in to_markdown(doc)
+
+
+def _constant_model(probabilities: list[float]):
+    """A model that predicts ``probabilities`` for every input (a softmax over a bias, zero weights)."""
+    import keras
+    import numpy as np
+
+    inputs = keras.Input(shape=(2,))
+    layer = keras.layers.Dense(2, activation="softmax")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.zeros((2, 2), "float32"), np.log(np.asarray(probabilities, "float32"))])
+    return model
+
+
+@pytest.mark.parametrize(("searched", "y_val", "kept"), [
+    ([0.6, 0.4], [1, 1, 1, 0], "initial point"),  # averaged in, the searched models change no prediction: a tie
+    ([0.99, 0.01], [1, 1, 1, 0], "initial point"),  # they make the average worse
+    ([0.99, 0.01], [0, 0, 0, 1], "both"),           # they make it better: kept
+])
+def test_the_searched_configuration_stays_only_if_it_raises_validation(searched: list[float], y_val: list[int],
+                                                                      kept: str) -> None:
+    import numpy as np
+
+    from pipeline.model.final import FinalModel, Member, ensemble_of, resolve_hedge
+
+    def member(index: int, trial_id: str, probabilities: list[float], hedge: bool) -> Member:
+        return Member(index=index, trial_id=trial_id, values={}, search_score=0.5, retrained_score=0.5, score=0.5,
+                      source="retrained", shortfall=0.0, epochs_run=1, hedge=hedge,
+                      model=_constant_model(probabilities))
+
+    members = [member(0, "0021", searched, False), member(1, "0000", [0.4, 0.6], True),
+               member(2, "0021", searched, False), member(3, "0000", [0.4, 0.6], True)]
+    data = (np.zeros((4, 2), "float32"), np.asarray(y_val), np.zeros((4, 2), "float32"), np.asarray(y_val))
+    model, score = ensemble_of(members, data, "val_accuracy")
+    final = FinalModel(model, members, score, "val_accuracy", planned=4)
+    resolve_hedge(final, data)
+    recipe_alone = float(np.mean(np.asarray(y_val) == 1))
+    assert final.hedge == {"kept": kept, "both_score": score, "initial_point_score": recipe_alone,
+                           "initial_trial": "0000"}
+    if kept == "both":
+        assert final.score == score > recipe_alone and all(m.in_ensemble for m in members)
+    else:
+        assert final.score == recipe_alone >= score
+        assert [(m.in_ensemble, m.left_out) for m in members] == [(False, "hedge"), (True, ""), (False, "hedge"),
+                                                                  (True, "")]
+    assert len(final.model.predict(data[2], verbose=0)) == 4
+
+
+def test_no_hedge_no_decision() -> None:
+    import numpy as np
+
+    from pipeline.model.final import FinalModel, Member, resolve_hedge
+
+    members = [Member(index=0, trial_id="0021", values={}, search_score=0.5, retrained_score=0.5, score=0.5,
+                      source="retrained", shortfall=0.0, epochs_run=1, model=_constant_model([0.5, 0.5]))]
+    final = FinalModel(members[0].model, members, 0.5, "val_accuracy")
+    resolve_hedge(final, (np.zeros((2, 2)), np.zeros(2, int), np.zeros((2, 2)), np.zeros(2, int)))
+    assert final.hedge is None and members[0].in_ensemble
 
 
 def test_train_averages_the_initial_point_in_and_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,7 +165,8 @@ def test_train_averages_the_initial_point_in_and_says_so(project: Path, capsys: 
     path = project / "results/tune/best_hparams.json"
     best = json.loads(path.read_text())
     best["top"] = [{"trial_id": "0007", "score": 0.9, "values": {"learning_rate": GOOD_LR}, "trial_dir": None}]
-    best["initial_point"] = {"trial_id": "0000", "score": 0.89, "values": {"learning_rate": 0.003},
+    # near the best's rate: both retrain within the ensemble margin, so the hedge is decided on validation
+    best["initial_point"] = {"trial_id": "0000", "score": 0.89, "values": {"learning_rate": GOOD_LR * 0.8},
                              "trial_dir": None, "initial_point": True}
     path.write_text(json.dumps(best))
     capsys.readouterr()
@@ -110,6 +178,17 @@ def test_train_averages_the_initial_point_in_and_says_so(project: Path, capsys: 
         ("0007", 42, False), ("0000", 42, True), ("0007", 43, False), ("0000", 43, True)]
     tags = MlflowClient(record["tracking_uri"]).get_run(record["run_id"]).data.tags
     assert tags["hedge_trial"] == "0000" and tags["ensemble_trials"] == "0007,0000"
+    # validation decided whether the search's configuration stays in the average, and every output says which
+    decision = record["hedge"]
+    assert decision["kept"] in ("both", "initial point") and decision["initial_trial"] == "0000"
+    assert (decision["both_score"] > decision["initial_point_score"]) == (decision["kept"] == "both")
+    assert record["validation_score"] == (decision["both_score"] if decision["kept"] == "both"
+                                          else decision["initial_point_score"])
+    averaged = {m["trial_id"] for m in record["members"] if m["in_ensemble"]}
+    assert averaged == ({"0007", "0000"} if decision["kept"] == "both" else {"0000"})
+    assert tags["hedge_kept"] == decision["kept"] and set(tags["final_trials"].split(",")) == averaged
+    assert ("the final model averages both" if decision["kept"] == "both"
+            else "the final model is trial 0000's models alone") in out
 
     # switched off: the search's configuration alone, no line, no tag
     capsys.readouterr()

@@ -8,7 +8,9 @@ best-epoch checkpoint (the model that earned the score), and the shortfall is re
 members are averaged (their softmax outputs) into one Keras model, which cancels much of one
 initialization's luck; members far below the best on validation are left out. When validation
 cannot tell the search's best configuration from the best initial point (the shipped recipe), the
-final model averages both (``final_configurations``).
+final model averages both (``final_configurations``), unless, retrained, the searched configuration's
+models do not raise the validation score over the initial point's alone: then the final model is the
+initial point's (``resolve_hedge``), the same models as the recipe retrained alone.
 
 Both gaps are judged against at least the validation set's own noise
 (``pipeline.objective.allowed_gap``): on 180 validation images two standard errors of an
@@ -57,6 +59,7 @@ class Member:
     stopped_by_budget: bool = False  # train.time_budget ended its training before its last epoch
     tolerance: float = 0.0  # the shortfall allowed: train.reproduce_tolerance, or the validation noise if larger
     hedge: bool = False  # the best initial point, added because validation could not tell it from the best
+    left_out: str = ""  # why it is not in the average: "margin" (far below the best member) or "hedge"
     model: keras.Model | None = field(default=None, repr=False)
 
     def fell_short(self) -> bool:
@@ -68,7 +71,7 @@ class Member:
                 "retrained_score": self.retrained_score, "score": self.score, "source": self.source,
                 "shortfall": round(self.shortfall, 6), "epochs_run": self.epochs_run,
                 "in_ensemble": self.in_ensemble, "seed": self.seed, "stopped_by_budget": self.stopped_by_budget,
-                "tolerance": round(self.tolerance, 6), "hedge": self.hedge}
+                "tolerance": round(self.tolerance, 6), "hedge": self.hedge, "left_out": self.left_out}
 
 
 def final_configurations(top: list[dict[str, Any]], initial_point: dict[str, Any] | None, configurations: int,
@@ -188,6 +191,7 @@ class FinalModel:
     objective: str
     planned: int = 0  # members planned; more than ``len(members)`` when the time budget ran out first
     margin: float = 0.0  # the ensemble margin applied (train.ensemble_margin or the validation noise)
+    hedge: dict[str, Any] | None = None  # resolve_hedge's decision, where the hedge applied
 
 
 def train_final(candidates: list[dict[str, Any]], build: Builder,
@@ -217,7 +221,42 @@ def train_final(candidates: list[dict[str, Any]], build: Builder,
     margin = allowed_gap(margin, best.score, len(data[3]), objective)
     for member in members:
         member.in_ensemble = shortfall(member.score, best.score, objective) <= margin
-    kept = [m for m in members if m.in_ensemble]
-    model = average_ensemble([m.model for m in kept], data[0].shape[1:])
-    score = kept[0].score if len(kept) == 1 else validation_score(model, data[2], data[3], objective)
-    return FinalModel(model, members, score, objective, planned=len(candidates), margin=margin)
+        member.left_out = "" if member.in_ensemble else "margin"
+    model, score = ensemble_of([m for m in members if m.in_ensemble], data, objective)
+    final = FinalModel(model, members, score, objective, planned=len(candidates), margin=margin)
+    resolve_hedge(final, data)
+    return final
+
+
+def ensemble_of(members: list[Member], data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                objective: str) -> tuple[keras.Model, float]:
+    """The average of ``members``' models and its validation score."""
+    model = average_ensemble([m.model for m in members], data[0].shape[1:])
+    score = members[0].score if len(members) == 1 else validation_score(model, data[2], data[3], objective)
+    return model, score
+
+
+def resolve_hedge(final: FinalModel, data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Where the average holds the initial point's models (the hedge) and the search's: keep the search's
+    only if they raise the validation score over the initial point's models alone; otherwise the final
+    model is those alone (``final.hedge`` records both scores and what was kept).
+
+    Validation decides, and a tie goes to the initial point: the search's configuration was chosen on
+    these same validation images, so a level score is no evidence for it, and averaging a weaker
+    configuration in can cost accuracy on new images (cifar_like, BENCHMARKS.md §8b). Kept this way,
+    the final model is the recipe retrained alone, never below it on validation.
+    """
+    kept = [m for m in final.members if m.in_ensemble]
+    initial = [m for m in kept if m.hedge]
+    if not initial or len(initial) == len(kept):
+        return
+    alone_model, alone_score = ensemble_of(initial, data, final.objective)
+    searched_adds = shortfall(alone_score, final.score, final.objective) > 0
+    final.hedge = {"kept": "both" if searched_adds else "initial point", "both_score": final.score,
+                   "initial_point_score": alone_score, "initial_trial": initial[0].trial_id}
+    if searched_adds:
+        return
+    for member in kept:
+        if not member.hedge:
+            member.in_ensemble, member.left_out = False, "hedge"
+    final.model, final.score = alone_model, alone_score

@@ -100,18 +100,28 @@ def hedge_comparison(run: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     searched = [float(m["retrained_score"]) for m in best]
     initial = [float(m["retrained_score"]) for m in hedged]
+    decision = run.get("hedge") or {}
     return {"searched_trial": best[0]["trial_id"], "initial_trial": hedged[0]["trial_id"],
             "searched_mean": statistics.fmean(searched), "initial_mean": statistics.fmean(initial),
-            "searched_n": len(searched), "initial_n": len(initial)}
+            "searched_n": len(searched), "initial_n": len(initial), "kept": decision.get("kept", "both"),
+            "both_score": decision.get("both_score"), "initial_point_score": decision.get("initial_point_score")}
 
 
 def _hedge_sentence(hedge: dict[str, Any]) -> str:
-    return (f"On the search's validation images the best searched configuration (trial {hedge['searched_trial']}) "
-            f"did not lead the initial point (trial {hedge['initial_trial']}) by more than their noise, so the final "
-            f"model averages both (train.hedge_initial_point). Retrained for the final budget they reach validation "
+    text = (f"On the search's validation images the best searched configuration (trial {hedge['searched_trial']}) "
+            f"did not lead the initial point (trial {hedge['initial_trial']}) by more than their noise, so train "
+            f"retrained both (train.hedge_initial_point). Retrained for the final budget they reach validation "
             f"{hedge['searched_mean']:.4f} (mean of {hedge['searched_n']} seeds) and {hedge['initial_mean']:.4f} "
             f"(mean of {hedge['initial_n']}): a difference of {hedge['searched_mean'] - hedge['initial_mean']:+.4f}, "
             "measured on the images that chose the searched configuration, so it leans in the search's favour.")
+    if hedge["both_score"] is None:
+        return text + " The final model averages both."
+    if hedge["kept"] == "both":
+        return (text + f" Averaged, all their models reach validation {hedge['both_score']:.4f} against "
+                f"{hedge['initial_point_score']:.4f} for the initial point's alone: the final model averages both.")
+    return (text + f" Averaged, all their models reach validation {hedge['both_score']:.4f}, no better than the "
+            f"initial point's alone ({hedge['initial_point_score']:.4f}): the final model is the initial point's "
+            "models alone, the recipe retrained; this time the search bought nothing the recipe did not have.")
 
 
 def _spread_sentence(spread: dict[str, float], gain: float | None) -> str:

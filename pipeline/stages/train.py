@@ -142,12 +142,25 @@ def completer(params: Any) -> Any:
     return complete
 
 
+def print_hedge_decision(hedge: dict[str, Any], objective: str) -> None:
+    """``hedge: ...``: whether the searched configuration's models stayed in the average (validation decides)."""
+    both, alone = hedge["both_score"], hedge["initial_point_score"]
+    if hedge["kept"] == "both":
+        print(f"hedge: averaged with the search's configuration, validation {objective} {both:.4f} against "
+              f"{alone:.4f} for the initial point's models alone: the final model averages both", flush=True)
+    else:
+        print(f"hedge: the search's configuration did not raise validation {objective} over the initial point's "
+              f"models alone ({both:.4f} averaged, {alone:.4f} alone): the final model is trial "
+              f"{hedge['initial_trial']}'s models alone", flush=True)
+
+
 def print_hedge(best: dict[str, Any], hedge: dict[str, Any], objective: str, images: int) -> None:
     """The line saying the best initial point joins the final model, and why."""
     print(f"hedge: the search's best trial {best['trial_id']} ({objective} {float(best['score']):.4f}) is within the "
           f"validation noise ({hedge['noise']:.4f} on {images} images) of the best initial point, trial "
-          f"{hedge['trial_id']} ({float(hedge['score']):.4f}): the final model averages both configurations "
-          "(train.hedge_initial_point: false keeps the search's alone)", flush=True)
+          f"{hedge['trial_id']} ({float(hedge['score']):.4f}): both are retrained, and the final model averages both "
+          "if the search's raises validation over the initial point's alone (train.hedge_initial_point: false keeps "
+          "the search's alone)", flush=True)
 
 
 def epoch_printer(run_log: Any, members: int, epochs: int, progress: Any) -> Any:
@@ -185,7 +198,9 @@ def member_printer(objective: str, tolerance: float, progress: Any = None, epoch
 def log_summary(run_log: Any, final: Any, best: dict[str, Any], objective: str, train: Any) -> int:
     """The run's summary metrics and reproduction tags; returns how many members were averaged."""
     left_out = [m for m in final.members if not m.in_ensemble]
-    for m in left_out:
+    if final.hedge is not None:
+        print_hedge_decision(final.hedge, objective)
+    for m in (m for m in left_out if m.left_out == "margin"):
         allowed = (f"train.ensemble_margin {train.ensemble_margin}" if final.margin <= train.ensemble_margin
                    else f"{final.margin:.4f}, the validation set's noise (above train.ensemble_margin)")
         print(f"member {m.index + 1} (trial {m.trial_id}, {objective} {m.score:.4f}) left out of the average: "
@@ -196,8 +211,13 @@ def log_summary(run_log: Any, final: Any, best: dict[str, Any], objective: str, 
                "epochs_run": final.members[0].epochs_run}
     for m in final.members:
         summary[f"member_{m.index}_{objective}"] = m.score
+    hedge = final.hedge
+    if hedge is not None:
+        summary["hedge_initial_point_score"] = hedge["initial_point_score"]
     run_log.log_summary(summary, tags={
         "reproduced_search": str(not short).lower(),
+        **({"hedge_kept": hedge["kept"]} if hedge is not None else {}),
+        "final_trials": ",".join(dict.fromkeys(m.trial_id for m in final.members if m.in_ensemble)),
         **({"short_of_search": ",".join(f"{m.trial_id}:{m.shortfall:.4f}" for m in short)} if short else {}),
     })
     return len(final.members) - len(left_out)
@@ -244,6 +264,7 @@ def train_record(run: Any, location: str, best: dict[str, Any], objective: str, 
         "monitor": objective,
         "validation_score": final.score,
         "members": [m.summary() for m in final.members],
+        "hedge": final.hedge,  # None, or whether the search's configuration stayed in the average (resolve_hedge)
         "epochs_run": final.members[0].epochs_run,
         # The data the model was trained on, for register (signature) and predict (preprocessing).
         "data": meta,

@@ -40,8 +40,8 @@ from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NullTracker, Trial
 KEPT_MODELS = 12
 # A process that has run ``tune.trials_per_process`` trials still finishes the search itself when at
 # most this fraction of that many trials is left: a fresh process costs an import of TensorFlow and
-# Keras (8-13 s on 2 cores, half a digits search's last four trials), and a quarter more trials adds
-# ~50 MB to the memory the recycling bounds (~10 MB a trial, BENCHMARKS §4).
+# Keras (8-13 s on 2 cores, about what the default digits search's last four trials take), and a
+# quarter more trials adds ~50 MB to the memory the recycling bounds (~10 MB a trial, BENCHMARKS §4).
 RECYCLE_TAIL = 0.25
 TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id", SOURCE_KEY)
 

@@ -140,6 +140,34 @@ def test_the_searched_configuration_stays_only_if_it_raises_validation(searched:
     assert len(final.model.predict(data[2], verbose=0)) == 4
 
 
+def test_the_recipe_alone_is_compared_even_when_the_margin_left_it_out() -> None:
+    """The margin (against the best member) left the initial point's models out, but averaged alone they
+    score higher on validation than the searched models: the final model is theirs, as the recipe alone."""
+    import numpy as np
+
+    from pipeline.model.final import FinalModel, Member, ensemble_of, resolve_hedge
+
+    def member(index: int, trial_id: str, probabilities: list[float], hedge: bool, score: float) -> Member:
+        return Member(index=index, trial_id=trial_id, values={}, search_score=0.5, retrained_score=score,
+                      score=score, source="retrained", shortfall=0.0, epochs_run=1, hedge=hedge,
+                      in_ensemble=not hedge, left_out="margin" if hedge else "",
+                      model=_constant_model(probabilities))
+
+    # the members' own scores only place the margins; the averages are scored on the validation labels
+    members = [member(0, "0021", [0.99, 0.01], False, 0.9), member(1, "0000", [0.4, 0.6], True, 0.6),
+               member(2, "0021", [0.45, 0.55], False, 0.85), member(3, "0000", [0.3, 0.7], True, 0.59)]
+    y_val = np.asarray([1, 1, 1, 0])
+    data = (np.zeros((4, 2), "float32"), y_val, np.zeros((4, 2), "float32"), y_val)
+    model, score = ensemble_of([members[0], members[2]], data, "val_accuracy")  # class 0 everywhere: 0.25
+    final = FinalModel(model, members, score, "val_accuracy", planned=4)
+    resolve_hedge(final, data, margin=0.01)  # 0.6 and 0.59: within the noise of 4 images of each other
+    assert final.hedge == {"kept": "initial point", "both_score": 0.25, "initial_point_score": 0.75,
+                           "initial_trial": "0000"}
+    assert final.score == 0.75
+    assert [(m.in_ensemble, m.left_out) for m in members] == [(False, "hedge"), (True, ""), (False, "hedge"),
+                                                              (True, "")]
+
+
 def test_no_hedge_no_decision() -> None:
     import numpy as np
 

@@ -218,13 +218,13 @@ def train_final(candidates: list[dict[str, Any]], build: Builder,
             on_member(member)
     pick = max if direction_of(objective) == "max" else min
     best = pick(members, key=lambda m: m.score)
-    margin = allowed_gap(margin, best.score, len(data[3]), objective)
+    allowed = allowed_gap(margin, best.score, len(data[3]), objective)
     for member in members:
-        member.in_ensemble = shortfall(member.score, best.score, objective) <= margin
+        member.in_ensemble = shortfall(member.score, best.score, objective) <= allowed
         member.left_out = "" if member.in_ensemble else "margin"
     model, score = ensemble_of([m for m in members if m.in_ensemble], data, objective)
-    final = FinalModel(model, members, score, objective, planned=len(candidates), margin=margin)
-    resolve_hedge(final, data)
+    final = FinalModel(model, members, score, objective, planned=len(candidates), margin=allowed)
+    resolve_hedge(final, data, margin)
     return final
 
 
@@ -236,27 +236,34 @@ def ensemble_of(members: list[Member], data: tuple[np.ndarray, np.ndarray, np.nd
     return model, score
 
 
-def resolve_hedge(final: FinalModel, data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
-    """Where the average holds the initial point's models (the hedge) and the search's: keep the search's
-    only if they raise the validation score over the initial point's models alone; otherwise the final
-    model is those alone (``final.hedge`` records both scores and what was kept).
+def resolve_hedge(final: FinalModel, data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                  margin: float = 1.0) -> None:
+    """Where the initial point's models (the hedge) were trained beside the search's: keep the average
+    only if it raises the validation score over the initial point's models alone (averaged as ``train_final``
+    averages the recipe retrained alone: those within ``margin``, or the noise, of their best); otherwise
+    the final model is those alone (``final.hedge`` records both scores and what was kept).
 
     Validation decides, and a tie goes to the initial point: the search's configuration was chosen on
     these same validation images, so a level score is no evidence for it, and averaging a weaker
-    configuration in can cost accuracy on new images (cifar_like, BENCHMARKS.md §8b). Kept this way,
-    the final model is the recipe retrained alone, never below it on validation.
+    configuration in can cost accuracy on new images (cifar_like, BENCHMARKS.md §8b). Either way the
+    final model is never below the recipe retrained alone on validation.
     """
-    kept = [m for m in final.members if m.in_ensemble]
-    initial = [m for m in kept if m.hedge]
-    if not initial or len(initial) == len(kept):
+    initial = [m for m in final.members if m.hedge]
+    if not initial or len(initial) == len(final.members):
         return
-    alone_model, alone_score = ensemble_of(initial, data, final.objective)
-    searched_adds = shortfall(alone_score, final.score, final.objective) > 0
+    objective = final.objective
+    pick = max if direction_of(objective) == "max" else min
+    best = pick(initial, key=lambda m: m.score)
+    allowed = allowed_gap(margin, best.score, len(data[3]), objective)
+    alone = [m for m in initial if shortfall(m.score, best.score, objective) <= allowed]
+    alone_model, alone_score = ensemble_of(alone, data, objective)
+    searched_adds = shortfall(alone_score, final.score, objective) > 0
     final.hedge = {"kept": "both" if searched_adds else "initial point", "both_score": final.score,
-                   "initial_point_score": alone_score, "initial_trial": initial[0].trial_id}
+                   "initial_point_score": alone_score, "initial_trial": best.trial_id}
     if searched_adds:
         return
-    for member in kept:
-        if not member.hedge:
-            member.in_ensemble, member.left_out = False, "hedge"
+    chosen = {id(m) for m in alone}
+    for member in final.members:
+        member.in_ensemble = id(member) in chosen
+        member.left_out = "" if member.in_ensemble else ("margin" if member.hedge else "hedge")
     final.model, final.score = alone_model, alone_score

@@ -41,7 +41,7 @@ RETRAINED, TRIAL_CHECKPOINT = "retrained", "trial checkpoint"
 EpochHook = Callable[[int, int, dict[str, float]], None]  # (member index, epoch, logs)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a member holds its model
 class Member:
     index: int
     trial_id: str
@@ -216,16 +216,23 @@ def train_final(candidates: list[dict[str, Any]], build: Builder,
         members.append(member)
         if on_member is not None:
             on_member(member)
-    pick = max if direction_of(objective) == "max" else min
-    best = pick(members, key=lambda m: m.score)
-    allowed = allowed_gap(margin, best.score, len(data[3]), objective)
+    kept, allowed = within_margin(members, margin, len(data[3]), objective)
     for member in members:
-        member.in_ensemble = shortfall(member.score, best.score, objective) <= allowed
+        member.in_ensemble = member in kept
         member.left_out = "" if member.in_ensemble else "margin"
-    model, score = ensemble_of([m for m in members if m.in_ensemble], data, objective)
+    model, score = ensemble_of(kept, data, objective)
     final = FinalModel(model, members, score, objective, planned=len(candidates), margin=allowed)
     resolve_hedge(final, data, margin)
     return final
+
+
+def within_margin(members: list[Member], margin: float, images: int, objective: str) -> tuple[list[Member], float]:
+    """The members within ``margin`` (or the validation noise at the best score, when wider) of the best
+    one, and the margin applied."""
+    pick = max if direction_of(objective) == "max" else min
+    best = pick(members, key=lambda m: m.score)
+    allowed = allowed_gap(margin, best.score, images, objective)
+    return [m for m in members if shortfall(m.score, best.score, objective) <= allowed], allowed
 
 
 def ensemble_of(members: list[Member], data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
@@ -252,18 +259,14 @@ def resolve_hedge(final: FinalModel, data: tuple[np.ndarray, np.ndarray, np.ndar
     if not initial or len(initial) == len(final.members):
         return
     objective = final.objective
-    pick = max if direction_of(objective) == "max" else min
-    best = pick(initial, key=lambda m: m.score)
-    allowed = allowed_gap(margin, best.score, len(data[3]), objective)
-    alone = [m for m in initial if shortfall(m.score, best.score, objective) <= allowed]
+    alone, _ = within_margin(initial, margin, len(data[3]), objective)
     alone_model, alone_score = ensemble_of(alone, data, objective)
     searched_adds = shortfall(alone_score, final.score, objective) > 0
     final.hedge = {"kept": "both" if searched_adds else "initial point", "both_score": final.score,
-                   "initial_point_score": alone_score, "initial_trial": best.trial_id}
+                   "initial_point_score": alone_score, "initial_trial": initial[0].trial_id}
     if searched_adds:
         return
-    chosen = {id(m) for m in alone}
     for member in final.members:
-        member.in_ensemble = id(member) in chosen
+        member.in_ensemble = member in alone
         member.left_out = "" if member.in_ensemble else ("margin" if member.hedge else "hedge")
     final.model, final.score = alone_model, alone_score

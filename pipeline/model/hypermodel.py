@@ -75,6 +75,16 @@ class CNNHyperModel(keras_tuner.HyperModel):
                          initial_epoch=initial_epoch, seed=self.seed, total_epochs=self.total_epochs,
                          callbacks=callbacks, verbose=int(kwargs.pop("verbose", 0)))
 
+    def trial_rows(self, hp: keras_tuner.HyperParameters, n: int) -> int:
+        """How many of ``n`` training rows the trial with ``hp`` trains on: what each of its epochs costs
+        (``fit`` with Hyperband's ``tuner/epochs``; a tuner without rungs fits to the full budget)."""
+        target = hp.values.get("tuner/epochs")
+        if target is None:
+            return n
+        batch_size = int(declare_hyperparameters(self.space, hp.copy())["batch_size"])
+        rows = self.fidelity_rows(n, int(target), batch_size)
+        return n if rows is None else len(rows)
+
     def fidelity_rows(self, n: int, epochs: int, batch_size: int) -> np.ndarray | None:
         """The training rows a fit to ``epochs`` uses under data fidelity; None: all of them.
 

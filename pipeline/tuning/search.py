@@ -74,7 +74,8 @@ def run_trials(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
                                                patience=tune.early_stopping_patience)]
     if budget.limited:
         callbacks.append(TrialDeadline(budget, lambda: running_trial(tuner)))
-        tuner.pre_create_trial = StopWhenSpent(tuner, budget)
+        stop = StopWhenSpent(tuner, budget, train_rows=len(x))
+        tuner.pre_create_trial, tuner.admit_trial = stop, stop.admit
     # Keras runs a full garbage collection before every trial; with TensorFlow's millions of
     # import-time objects moved out of its reach, each costs ~0.02 s instead of ~0.4 s.
     gc.freeze()
@@ -103,16 +104,40 @@ def run_trials(tuner: TrackedTunerMixin, tune: Any, data: tuple[Any, Any, Any, A
     finally:
         if budget.limited:
             del tuner.pre_create_trial  # KerasTuner's own again
+            tuner.admit_trial = None
     if budget.stopped:
         print(budget_line(tuner, tune, budget), file=stream, flush=True)
     return budget
+
+
+def first_epoch_seconds(rows: int, ended: list[TrialRecord], parent: TrialRecord | None = None) -> float | None:
+    """The least a trial's setup and first epoch on ``rows`` training rows may take, going by the trials
+    ``ended`` in this process: their cheapest setup, plus ``rows`` at the seconds per row and epoch of
+    ``parent`` (the trial it continues: the same model) or else of the cheapest of them. None: no
+    trial to go by (the trials' rows unknown).
+
+    A trial's epochs cost in proportion to its rows: under data fidelity a low rung trains on a
+    sliver of the data, and the continuation of one of its trials on all of it costs ten times as
+    much per epoch. Validation, a fixed cost per epoch, is counted per row too, which prices a
+    continuation from a low rung above its cost: a search may stop one trial early, never one late.
+    """
+    timed = [r for r in ended if r.epochs_trained and r.train_rows and r.trial_seconds is not None]
+    own = parent is not None and parent.epochs_trained and parent.train_rows
+    basis = [parent] if own else timed
+    if not basis:
+        return None
+    setup = min((max(r.trial_seconds - r.seconds, 0.0) for r in timed), default=0.0)
+    per_row = min(r.seconds / (r.epochs_trained * r.train_rows) for r in basis)
+    return setup + per_row * rows
 
 
 class StopWhenSpent:
     """KerasTuner's ``pre_create_trial`` hook (called before the oracle hands out a trial), raising
     ``BudgetSpent`` once the budget is spent, or when what is left of it is less than the shortest trial
     of this process took (it would end past the budget: ``StopAtDeadline``'s rule, one trial up),
-    unless the search is known to have no trial left.
+    unless the search is known to have no trial left; and the tuner's ``admit_trial`` (``admit``:
+    called with the trial handed out), raising it when the trial's first epoch, priced by its own
+    rows, would end past the budget.
 
     Each invocation runs at least one trial (as Optuna's ``timeout``, checked after a trial): a budget
     spent on start-up alone still moves the search forward, by one epoch at least.
@@ -120,8 +145,9 @@ class StopWhenSpent:
 
     clock = staticmethod(time.monotonic)  # a test gives trials a known cost
 
-    def __init__(self, tuner: TrackedTunerMixin, budget: TimeBudget) -> None:
+    def __init__(self, tuner: TrackedTunerMixin, budget: TimeBudget, train_rows: int | None = None) -> None:
         self.tuner, self.budget, self.ask = tuner, budget, tuner.pre_create_trial
+        self.train_rows = train_rows  # the search's training rows (a trial's fit may use fewer)
         self.shortest_trial = float("inf")  # seconds from one ask to the next: a whole trial, bookkeeping included
         self._asked_at: float | None = None
         self._done_at_ask = 0
@@ -142,6 +168,37 @@ class StopWhenSpent:
                 budget.close(f"no trial started with {left:.0f} s left: the shortest took {self.shortest_trial:.0f} s")
                 raise BudgetSpent
         self.ask()
+
+    def admit(self, trial: Any) -> None:
+        """Set the trial aside (the oracle hands it out again on resume) and raise ``BudgetSpent`` when
+        what is left of the budget would not hold its setup and first epoch (``first_epoch_seconds``).
+
+        The shortest trial so far prices the next one too low where trials differ in rows: under
+        data fidelity a trial on a twentieth of 48,000 images took 4 s, then the continuation of one
+        on all of them started with 8 s left and ran a 70 s epoch past a 30-minute budget.
+        """
+        tuner, left = self.tuner, self.budget.left()
+        if left is None or self.train_rows is None or tuner.trials_this_process == 0:
+            return
+        values = trial.hyperparameters.values
+        rows_of = getattr(tuner.hypermodel, "trial_rows", None)
+        rows = rows_of(trial.hyperparameters, self.train_rows) if rows_of else self.train_rows
+        parent = self._record(values.get("tuner/trial_id"))
+        need = first_epoch_seconds(rows, tuner.ended_here, parent)
+        if need is None or left >= need:
+            return
+        note = (f"trial {trial.trial_id} not started with {left:.0f} s left: its first epoch on "
+                f"{rows:,} images would take ~{need:.0f} s")
+        tuner.set_aside(trial, f"not started: {note}; a resumed search runs it")
+        self.budget.close(note)
+        raise BudgetSpent
+
+    def _record(self, trial_id: str | None) -> TrialRecord | None:
+        """The record of ``trial_id`` (a trial of this process, or of an earlier one on disk)."""
+        if trial_id is None:
+            return None
+        mine = [r for r in self.tuner.ended_here if r.trial_id == trial_id]
+        return mine[-1] if mine else TrialRecord.load(self.tuner.get_trial_dir(trial_id))
 
 
 def running_trial(tuner: TrackedTunerMixin) -> str | None:

@@ -80,6 +80,9 @@ class TrackedTunerMixin:
         self.trials_per_process = 0  # 0: never ask for a fresh process
         self.trials_this_process = 0
         self.trials_left: int | None = None  # when known: no fresh process after the last trial
+        self.ended_here: list[TrialRecord] = []  # the trials this process ran, as they ended: what a trial costs here
+        # called with each trial the oracle hands out, before anything of it starts; may raise to run none
+        self.admit_trial: Callable[[kt.engine.trial.Trial], None] | None = None
         self._active: TrialRecord | None = None
         self._trial_start = 0.0
         self._kept_models: OrderedDict[str, Any] = OrderedDict()  # trial id -> its model, to continue in place
@@ -89,19 +92,11 @@ class TrackedTunerMixin:
 
     # ------------------------------------------------------------------ life cycle
     def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+        if self.admit_trial is not None:
+            self.admit_trial(trial)
         self._trial_start = time.perf_counter()
         super().on_trial_begin(trial)
-        values = trial.hyperparameters.values
-        record = TrialRecord(
-            trial_id=trial.trial_id,
-            bracket=values.get("tuner/bracket"),
-            round=values.get("tuner/round"),
-            continued_from=values.get("tuner/trial_id"),
-            initial_epoch=int(values.get("tuner/initial_epoch", 0)),
-            target_epochs=int(values.get("tuner/epochs", self.default_epochs or 0)) or None,
-            source=values.get(SOURCE_KEY, self.config_source),
-            values=self.trial_values(trial),
-        )
+        record = self._new_record(trial)
         record.run_id = self.tracker.start_trial(trial.trial_id, record.values, trial_tags(record))
         record.save(self.get_trial_dir(trial.trial_id))
         self._active = record
@@ -214,7 +209,27 @@ class TrackedTunerMixin:
         if tell_tracker:
             self.tracker.end_trial(record.run_id, status, {}, {"error": record.error})
 
+    def set_aside(self, trial: kt.engine.trial.Trial, reason: str) -> None:
+        """Record a trial the oracle handed out that this process will not run (it stays RUNNING in the
+        oracle, which hands it out again when the search resumes); no tracking run is opened for it."""
+        record = self._new_record(trial)
+        record.status, record.error = KILLED, reason[:500]
+        record.save(self.get_trial_dir(trial.trial_id))
+
     # ------------------------------------------------------------------ helpers
+    def _new_record(self, trial: kt.engine.trial.Trial) -> TrialRecord:
+        values = trial.hyperparameters.values
+        return TrialRecord(
+            trial_id=trial.trial_id,
+            bracket=values.get("tuner/bracket"),
+            round=values.get("tuner/round"),
+            continued_from=values.get("tuner/trial_id"),
+            initial_epoch=int(values.get("tuner/initial_epoch", 0)),
+            target_epochs=int(values.get("tuner/epochs", self.default_epochs or 0)) or None,
+            source=values.get(SOURCE_KEY, self.config_source),
+            values=self.trial_values(trial),
+        )
+
     def _settled(self, trial: kt.engine.trial.Trial) -> kt.engine.trial.Trial:
         """The trial as the oracle settled it; a distributed worker asks the chief over gRPC."""
         trials = getattr(self.oracle, "trials", None)  # a worker's OracleClient has no ``trials``
@@ -253,6 +268,7 @@ class TrackedTunerMixin:
             metrics["params_count"] = float(record.params_count)
         self.tracker.end_trial(record.run_id, record.status, metrics,
                                {"error": record.error} if record.error else {})
+        self.ended_here.append(record)
         if self.on_trial_done is not None:
             self.on_trial_done(record)
 

@@ -60,6 +60,9 @@ class TimeBudget:
         self.stopped = False  # set by whatever the budget stopped (a trial, a search, a model)
         self.what_stopped: str | None = None  # e.g. "trial 0004 at epoch 2 of 9"
         self.closed = False  # spent ahead of the clock: what is left would not hold another epoch
+        # this process continues an invocation whose earlier process spent part of this budget on trials
+        # (``tune.trials_per_process``): nothing of it is this process's to start regardless
+        self.continues = False
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TimeBudget:
         return self

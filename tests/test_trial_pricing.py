@@ -78,3 +78,27 @@ def test_no_budget_or_no_rows_admits_every_trial(tmp_path) -> None:
     StopWhenSpent(tuner, TimeBudget(None), train_rows=1_000).admit(handed_out("0004", 1))
     StopWhenSpent(tuner, TimeBudget(1.0), train_rows=None).admit(handed_out("0004", 1))
     assert tuner.aside == []
+
+
+def test_a_process_that_continues_the_invocation_has_no_trial_free(tmp_path) -> None:
+    # the first process ran trial 0000 (a low rung: 4 s on 2,400 rows) and was recycled (tune.trials_per_process)
+    timed("0000", rows=2_400, epochs=1, seconds=4.0, setup=1.0).save(tmp_path / "trial_0000")
+    hypermodel = SimpleNamespace(trial_rows=lambda hp, n: n * hp.values["tuner/epochs"] // 20)
+    oracle = SimpleNamespace(trials={"0000": SimpleNamespace(status="COMPLETED")})
+    tuner = FakeTuner(trials_left=None, trials_this_process=0, pre_create_trial=lambda: None, hypermodel=hypermodel,
+                      ended_here=[], aside=[], directory=str(tmp_path), oracle=oracle)
+    budget = TimeBudget(1800.0, started=0.0)
+    budget.continues = True
+    budget.started = budget.started + budget.spent() - 1800.0 + 30.0  # 30 s left
+    hook = StopWhenSpent(tuner, budget, train_rows=48_000)
+    assert hook.shortest_trial == 5.0  # the trials before it go by until it has run one
+    hook()  # 30 s left hold the shortest trial (5 s): the oracle is asked
+    with pytest.raises(BudgetSpent):  # the continuation of 0000 on all the rows, at 0000's rate: ~81 s
+        hook.admit(handed_out("0001", 20, parent="0000"))
+    assert [t for t, _ in tuner.aside] == ["0001"] and budget.closed
+
+    fresh = TimeBudget(1800.0)  # a new invocation: its first trial starts whatever is left
+    fresh.started -= 1800.0 - 30.0
+    tuner.aside.clear()
+    StopWhenSpent(tuner, fresh, train_rows=48_000).admit(handed_out("0001", 20, parent="0000"))
+    assert tuner.aside == [] and not fresh.stopped

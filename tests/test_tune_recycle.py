@@ -12,10 +12,13 @@ from tests.tune_fixtures import TINY_SPACE
 
 
 @pytest.mark.slow
-def test_search_restarts_its_process_and_resumes(project: Path) -> None:
+# with a budget, the fresh process spends what is left of it, going by the trials before it (not spent here)
+@pytest.mark.parametrize("time_budget", [None, "1h"])
+def test_search_restarts_its_process_and_resumes(project: Path, time_budget: str | None) -> None:
     write_params(project, data={"max_samples": 150}, search_space=TINY_SPACE,
                  # resume: false starts this search over once; the fresh processes must still continue it
-                 tune={"tuner": "hyperband", "max_epochs": 3, "factor": 3, "trials_per_process": 3, "resume": False},
+                 tune={"tuner": "hyperband", "max_epochs": 3, "factor": 3, "trials_per_process": 3, "resume": False,
+                       "time_budget": time_budget},
                  mlflow={"experiment": "recycle"})
     assert run_cli(["preprocess"], cwd=project).returncode == 0
     result = run_cli(["tune"], cwd=project, timeout=900)
@@ -35,6 +38,9 @@ def test_search_restarts_its_process_and_resumes(project: Path) -> None:
     parents = [r for r in runs if r.info.run_name.startswith("search-")]
     children = [r for r in runs if r.info.run_name.startswith("trial-")]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.metrics.get("stopped_by_budget", 0.0) == 0.0
+    if time_budget:
+        assert 0 < parents[0].data.metrics["time_spent_s"] < 3600  # one budget over both processes
     assert sorted(r.data.tags["trial_id"] for r in children) == [f"{i:04d}" for i in range(6)]
     assert {r.info.status for r in children} == {"FINISHED"}
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}

@@ -140,7 +140,9 @@ class StopWhenSpent:
     rows, would end past the budget.
 
     Each invocation runs at least one trial (as Optuna's ``timeout``, checked after a trial): a budget
-    spent on start-up alone still moves the search forward, by one epoch at least.
+    spent on start-up alone still moves the search forward, by one epoch at least. A process that
+    continues the invocation (``budget.continues``: recycled after ``tune.trials_per_process``) has
+    no trial free, and goes by the trials already in the search until it has run one of its own.
     """
 
     clock = staticmethod(time.monotonic)  # a test gives trials a known cost
@@ -148,9 +150,16 @@ class StopWhenSpent:
     def __init__(self, tuner: TrackedTunerMixin, budget: TimeBudget, train_rows: int | None = None) -> None:
         self.tuner, self.budget, self.ask = tuner, budget, tuner.pre_create_trial
         self.train_rows = train_rows  # the search's training rows (a trial's fit may use fewer)
-        self.shortest_trial = float("inf")  # seconds from one ask to the next: a whole trial, bookkeeping included
+        # the search's finished trials when this process continues an invocation: what to go by at first
+        self.before = [r for r in collect_records(tuner) if r.status == FINISHED] if budget.continues else []
+        # seconds from one ask to the next: a whole trial, bookkeeping included
+        self.shortest_trial = min((r.trial_seconds for r in self.before if r.trial_seconds), default=float("inf"))
         self._asked_at: float | None = None
         self._done_at_ask = 0
+
+    def _free(self) -> bool:
+        """The invocation's first trial: it starts whatever is left."""
+        return self.tuner.trials_this_process == 0 and not self.budget.continues
 
     def __call__(self) -> None:
         tuner, budget, now = self.tuner, self.budget, self.clock()
@@ -159,7 +168,7 @@ class StopWhenSpent:
             self.shortest_trial = min(self.shortest_trial, now - self._asked_at)
         self._asked_at, self._done_at_ask = now, tuner.trials_this_process
         more_to_come = tuner.trials_left is None or tuner.trials_left > 0
-        if more_to_come and tuner.trials_this_process > 0:
+        if more_to_come and not self._free():
             if budget.is_spent():
                 budget.stop()
                 raise BudgetSpent
@@ -178,13 +187,13 @@ class StopWhenSpent:
         on all of them started with 8 s left and ran a 70 s epoch past a 30-minute budget.
         """
         tuner, left = self.tuner, self.budget.left()
-        if left is None or self.train_rows is None or tuner.trials_this_process == 0:
+        if left is None or self.train_rows is None or self._free():
             return
         values = trial.hyperparameters.values
         rows_of = getattr(tuner.hypermodel, "trial_rows", None)
         rows = rows_of(trial.hyperparameters, self.train_rows) if rows_of else self.train_rows
         parent = self._record(values.get("tuner/trial_id"))
-        need = first_epoch_seconds(rows, tuner.ended_here, parent)
+        need = first_epoch_seconds(rows, tuner.ended_here or self.before, parent)
         if need is None or left >= need:
             return
         note = (f"trial {trial.trial_id} not started with {left:.0f} s left: its first epoch on "

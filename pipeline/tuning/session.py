@@ -38,6 +38,7 @@ def run_local(params: Any, *, trials_per_process: int = 0) -> Any:
 
     started = os.environ.pop(BUDGET_START_ENV, None)  # the budget counts from the command's start
     budget = TimeBudget(params.tune.time_budget, key="tune.time_budget", started=float(started) if started else None)
+    budget.continues = started is not None  # a process recycled mid-search, not a new invocation
     tracker = open_tracker(params)  # fails in seconds if the tracking server is down (before Keras loads)
     from pipeline.tuning.tuners import ProcessRecycle  # Keras: tens of seconds of imports on a busy machine
     continued_run = os.environ.pop(CONTINUED_RUN_ENV, None)

@@ -23,8 +23,9 @@ from pipeline.objective import direction_of
 HP_PREFIX = "hp."
 REQUIRED_COLUMNS = ("trial_id", "status", "score")
 # Neither finished nor failed: still in flight, or killed by an interrupted search (not the
-# hyperparameters' fault). Statuses are the tune stage's (FINISHED/FAILED/KILLED) or KerasTuner's.
-PENDING_STATUSES = frozenset({"RUNNING", "IDLE", "KILLED", "SCHEDULED"})
+# hyperparameters' fault), or not started (NOT_STARTED: tune.time_budget). Statuses are the tune stage's
+# (FINISHED/FAILED/KILLED/NOT_STARTED) or KerasTuner's.
+PENDING_STATUSES = frozenset({"RUNNING", "IDLE", "KILLED", "NOT_STARTED", "SCHEDULED"})
 FINISHED_STATUSES = frozenset({"FINISHED", "COMPLETED", "STOPPED"})
 ID_COLUMNS = {"trial_id": str, "continued_from": str}  # "0007" must stay "0007", not 7
 

@@ -29,7 +29,10 @@ def fixed_cost(seconds: list[float], epochs: list[float], wall_seconds: float | 
     ``wall_seconds``, the search's whole time (``metrics.json``), adds ``setup_share_of_wall``: all
     but the epochs' cost at the fitted slope, between trials (the oracle's proposals) included.
     Trials of one length only cannot separate the two: intercept and slope are None then, and so
-    are the shares.
+    are the shares. A negative intercept is no cost at all but trials whose epochs cost more than
+    their length says (models of very different sizes, as on 60,000 images where one 3-epoch trial
+    took 36 s and another 125 s; their setup a few seconds): the fixed cost and the shares are
+    None then, with a ``note``, rather than a negative figure.
     """
     if len(seconds) != len(epochs):
         raise ValueError(f"{len(seconds)} trial times for {len(epochs)} epoch counts")
@@ -44,6 +47,11 @@ def fixed_cost(seconds: list[float], epochs: list[float], wall_seconds: float | 
     slope = sum((e - mean_e) * (s - mean_s) for e, s in zip(epochs, seconds, strict=True)) / sxx
     intercept = mean_s - slope * mean_e
     total = sum(seconds)
+    if intercept < 0:
+        out.update(seconds_per_epoch=round(slope, 4),
+                   note=f"not measurable: the line's intercept is {intercept:.2f} s (the trials' epoch costs differ "
+                        "more than their setup)")
+        return out
     out.update(fixed_seconds_per_trial=round(intercept, 4), seconds_per_epoch=round(slope, 4),
                setup_share=round(n * intercept / total, 4) if total > 0 else None)
     if wall_seconds:

@@ -11,7 +11,7 @@ from typing import Any
 from pipeline.atomic import open_atomic, replace_atomic, write_text_atomic
 from pipeline.objective import direction_of
 from pipeline.tuning.records import EPOCH_METRICS, TrialRecord
-from pipeline.tuning.tracker import FAILED, FINISHED
+from pipeline.tuning.tracker import FAILED, FINISHED, NOT_STARTED
 
 TRIAL_COLUMNS = (
     "trial_id", "status", "score", "objective", "bracket", "round", "continued_from", "initial_epoch",
@@ -118,7 +118,7 @@ def search_metrics(records: list[TrialRecord], objective: str, wall_seconds: flo
     return {
         "best_objective": best.score if best else None,
         "objective": objective,
-        "trials": len(records),
+        "trials": sum(r.status != NOT_STARTED for r in records),  # trials that ran
         "completed": sum(r.status == FINISHED for r in records),
         "failed": sum(r.status == FAILED for r in records),
         "wall_seconds": round(wall_seconds, 2),
@@ -148,7 +148,7 @@ def write_summary_plot(path: Path, records: list[TrialRecord], objective: str) -
             best_so_far.append(pick(ys))
     left.scatter(xs, ys, s=14, label="trial score")
     left.step(xs, best_so_far, where="post", color="C3", label="best so far")
-    failed = [i for i, r in enumerate(records) if r.status != FINISHED]
+    failed = [i for i, r in enumerate(records) if r.status == FAILED]
     if failed:
         left.scatter(failed, [min(ys) if ys else 0] * len(failed), marker="x", color="k", label="failed")
     left.set(xlabel="trial (run order)", ylabel=objective, title="search progress")

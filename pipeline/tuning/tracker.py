@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+# a trial record's only: handed out by the oracle, not started (tune.time_budget); run when the search resumes
+NOT_STARTED = "NOT_STARTED"
 
 
 class TrialTracker(Protocol):

@@ -33,7 +33,7 @@ from pipeline.tuning.bohb import BOHB, SOURCE_KEY, initial_point_epochs
 from pipeline.tuning.callbacks import DeferredBestEpoch, EpochRecorder, NanGuard
 from pipeline.tuning.prior import UNIFORM
 from pipeline.tuning.records import TrialRecord
-from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NullTracker, TrialTracker
+from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NOT_STARTED, NullTracker, TrialTracker
 
 # Models of trials Hyperband may continue, kept in memory (digits: a few MB each); a round of the
 # default search (max_epochs 9, factor 3) has at most 9 trials.
@@ -213,7 +213,7 @@ class TrackedTunerMixin:
         """Record a trial the oracle handed out that this process will not run (it stays RUNNING in the
         oracle, which hands it out again when the search resumes); no tracking run is opened for it."""
         record = self._new_record(trial)
-        record.status, record.error = KILLED, reason[:500]
+        record.status, record.error = NOT_STARTED, reason[:500]
         record.save(self.get_trial_dir(trial.trial_id))
 
     # ------------------------------------------------------------------ helpers

@@ -188,3 +188,16 @@ def test_a_real_search_leaves_a_planted_bad_initial_point_behind(tmp_path: Path,
     run = MlflowClient(uri).get_run(parent.info.run_id)
     assert run.data.metrics["search_gain"] == pytest.approx(metrics["search_gain"])
     assert run.data.tags["initial_point_won"] == "false"
+
+
+def test_report_says_when_the_time_budget_stopped_the_search(tmp_path: Path) -> None:
+    records = [record("0000", 0.97, -1, 9), record("0001", 0.98, 0, 9)]
+    figures = search_gain(records, "val_accuracy", 9).metrics()
+    budget = {"trials": 17, "time_budget_s": 1800.0, "time_spent_s": 1782.4, "stopped_by_budget": 1.0}
+    doc = Document("r")
+    write_section(doc, _write(tmp_path / "metrics.json", {**figures, **budget}), None)
+    assert ("tune.time_budget (30:00) stopped the search after 29:42, with 17 trial(s) run: the figures below are "
+            "what those trials reached, not a finished search") in to_markdown(doc)
+    doc = Document("r")  # a budget that did not stop the search: nothing to say
+    write_section(doc, _write(tmp_path / "metrics.json", {**figures, **budget, "stopped_by_budget": 0.0}), None)
+    assert "stopped the search" not in to_markdown(doc)

@@ -149,7 +149,9 @@ def test_a_trial_priced_past_the_budget_is_not_started_and_runs_when_the_search_
                      r"would take ~\d+ s\); rerun with tune.resume: true", out), out
     rows = {r["trial_id"]: r for r in csv.DictReader((tmp_path / "out/trials.csv").open())}
     assert rows[aside_id]["status"] == "NOT_STARTED" and rows[aside_id]["hp.optimizer"] in ("adam", "rmsprop")
-    assert json.loads((tmp_path / "out/metrics.json").read_text())["trials"] == len(trials) - 1  # those that ran
+    metrics = json.loads((tmp_path / "out/metrics.json").read_text())
+    assert metrics["trials"] == len(trials) - 1  # those that ran
+    assert metrics["stopped_by_budget"] == 1.0 and metrics["time_budget_s"] == 3600.0  # a DVC metric too
     assert aside_id not in {r.data.tags["trial_id"] for r in child_runs(store)}  # no run for a trial not started
     (parent,) = parent_runs(store)
     assert parent.info.status == "FINISHED" and parent.data.metrics["stopped_by_budget"] == 1.0

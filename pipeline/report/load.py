@@ -125,7 +125,8 @@ def load_trials(path: str | Path, default_objective: str = "val_accuracy") -> Tr
         if column in table.columns:
             table[column] = pd.to_numeric(table[column], errors="coerce")
     if pending:
-        notes.append(f"{pending} trial(s) still running, idle or killed by an interrupted search are left out.")
+        notes.append(f"{pending} trial(s) still running, idle, killed by an interrupted search or not started "
+                     "(tune.time_budget) are left out.")
     return Trials(table=table, objective=objective, maximize=maximized(objective), source=str(path),
                   pending=pending, notes=notes, parents=parents)
 

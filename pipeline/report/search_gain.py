@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.report.render import Document
+from pipeline.time_budget import clock
 
 CONFIDENCE = 0.95
 
@@ -25,6 +26,8 @@ def write_section(doc: Document, tune_metrics: Path | None, train_run: Path | No
     if not metrics or "search_gain_epochs" not in metrics:
         return None
     doc.heading(2, "What the search bought")
+    if metrics.get("stopped_by_budget"):
+        doc.paragraph(_budget_sentence(metrics))
     initial, searched = metrics.get("best_initial_score"), metrics.get("best_searched_score")
     gain, epochs = metrics.get("search_gain"), metrics.get("search_gain_epochs")
     if initial is None:
@@ -59,6 +62,16 @@ def write_section(doc: Document, tune_metrics: Path | None, train_run: Path | No
     if hedge is not None:
         doc.paragraph(_hedge_sentence(hedge))
     return {"search_gain": gain, "seed_spread": spread, "hedge": hedge}
+
+
+def _budget_sentence(metrics: dict[str, Any]) -> str:
+    """The search did not end on its own: tune.time_budget stopped it (what follows is what it reached)."""
+    budget, spent = metrics.get("time_budget_s"), metrics.get("time_spent_s")
+    of = f" ({clock(budget)})" if budget else ""
+    after = f" after {clock(spent)}" if spent is not None else ""
+    return (f"tune.time_budget{of} stopped the search{after}, with {metrics.get('trials')} trial(s) run: the "
+            "figures below are what those trials reached, not a finished search. Rerun tune with "
+            "tune.resume: true to continue it.")
 
 
 def _searched_best_sentence(metrics: dict[str, Any], epochs: Any) -> str:

@@ -180,8 +180,10 @@ def write_outputs(params: Any, records: list[Any], wall_seconds: float, search_r
     metrics = search_metrics(records, objective, wall_seconds)
     gain = search_gain(records, objective, params.tune.max_epochs)  # what the search bought over the initial points
     cost = fixed_cost_metrics(records, metrics["wall_seconds"])  # setup vs epochs: what a trial costs beyond training
+    # a budget's figures where one was set: whether it, not the search's end, stopped the search
+    spent = budget.metrics() if budget is not None and budget.limited else {}
     write_json(out_dir / paths.TUNE_METRICS_FILE.name,
-               {**{key: metrics[key] for key in DVC_METRIC_KEYS}, **gain.metrics(), **cost})
+               {**{key: metrics[key] for key in DVC_METRIC_KEYS}, **gain.metrics(), **cost, **spent})
     if best_trial is None:
         if search_run is not None:
             search_run.abort("FAILED", "no trial finished")

@@ -203,11 +203,8 @@ class StopWhenSpent:
         raise BudgetSpent
 
     def _record(self, trial_id: str | None) -> TrialRecord | None:
-        """The record of ``trial_id`` (a trial of this process, or of an earlier one on disk)."""
-        if trial_id is None:
-            return None
-        mine = [r for r in self.tuner.ended_here if r.trial_id == trial_id]
-        return mine[-1] if mine else TrialRecord.load(self.tuner.get_trial_dir(trial_id))
+        """The record of ``trial_id`` as saved when it ended (in this process or an earlier one)."""
+        return None if trial_id is None else TrialRecord.load(self.tuner.get_trial_dir(trial_id))
 
 
 def running_trial(tuner: TrackedTunerMixin) -> str | None:

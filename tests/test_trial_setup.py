@@ -48,6 +48,35 @@ def test_building_the_training_state_first_changes_no_number(data, monkeypatch: 
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
+def test_one_graph_steps_change_no_number_and_trace_once(data, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, history = _fit(data, 3)
+    # one tf.function per step, traced once for the whole fit (short last batches included)
+    assert model.train_function.experimental_get_tracing_count() == 1
+    assert model.test_function.experimental_get_tracing_count() == 1
+    monkeypatch.setattr(training, "one_graph_steps", lambda model: None)  # Keras' own steps
+    keras_model, keras_history = _fit(data, 3)
+    assert not hasattr(keras_model.train_function, "experimental_get_tracing_count")  # Keras' wrapper, not ours
+    assert history == keras_history
+    for a, b in zip(model.weights, keras_model.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_one_graph_steps_leave_xla_eager_and_traced_steps_as_they_are() -> None:
+    def compiled(**options: object) -> keras.Model:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile(optimizer="sgd", loss="mse", **options)
+        return model
+
+    for options in ({"jit_compile": True}, {"run_eagerly": True}, {"steps_per_execution": 2}):
+        model = compiled(**options)
+        training.one_graph_steps(model)
+        assert model.train_function is None and model.test_function is None, options
+    model = compiled(jit_compile=False)
+    kept = model.train_function = object()  # a kept model's steps, traced in an earlier fit
+    training.one_graph_steps(model)
+    assert model.train_function is kept and model.test_function is not None
+
+
 def _h5_arrays(path: Path) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as handle:

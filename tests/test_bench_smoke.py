@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("tracking_overhead", "throughput", "memory", "dvc_noop", "bn_momentum", "final_vs_recipe")
+SCRIPTS = ("tracking_overhead", "throughput", "memory", "dvc_noop", "bn_momentum", "final_vs_recipe",
+           "one_graph_steps")
 SPECIFIC_KEYS = {
     "tracking_overhead": {"median_ratio", "ratios", "seconds", "repeats", "target_ratio", "met", "identical_trials",
                           "trials"},
@@ -30,6 +31,7 @@ SPECIFIC_KEYS = {
     "dvc_noop": {"scope", "median_seconds", "seconds", "first_repro_seconds", "stages_rerun_in_noop"},
     "bn_momentum": {"commit", "epochs", "recipe", "momenta", "seeds", "summary", "runs"},
     "final_vs_recipe": {"commit", "tasks", "seeds", "images", "arms", "overrides", "runs", "below"},
+    "one_graph_steps": {"commit", "epochs", "rounds", "configurations", "same_val_accuracy", "summary", "pairs"},
 }
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DVC_NO_ANALYTICS": "1"}
 
@@ -228,3 +230,11 @@ def test_ranks_and_suite_mean_rank() -> None:
             for s, v in ((0, 0.5), (1, 0.7))]
     spread = search_readings.task_table(runs, ["a"])["a"]["epochs/full/val"]
     assert spread["n"] == 2 and spread["mean"] == pytest.approx(0.6) and (spread["min"], spread["max"]) == (0.5, 0.7)
+
+
+def test_one_graph_steps_pairs_the_same_fits(smoke_results: dict[str, tuple[int, str, Path]]) -> None:
+    payload = json.loads(smoke_results["one_graph_steps"][2].read_text())
+    assert payload["same_val_accuracy"] is True  # the same ops either way: the same model
+    assert len(payload["pairs"]) == payload["rounds"] * len(payload["configurations"])
+    assert {pair["first"] for pair in payload["pairs"]} <= {"one_graph", "keras"}
+    assert payload["summary"]["first_extra_cpu"]["pairs"] == len(payload["pairs"])

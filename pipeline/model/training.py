@@ -234,8 +234,9 @@ def one_graph_steps(model: keras.Model) -> None:
     every batch then also asks the Optional whether it holds a value (a wait for the device). With
     one step per execution (``steps_per_execution`` 1) and no distribution strategy, none of that
     does anything: here each step is the one function ``step(next(iterator))``, traced once per
-    model. On digits a trial's first epoch (the tracing) costs 0.1-0.35 s less, each further epoch
-    10-30% less, and the weights and logs are the same (``tests/test_one_graph_steps.py``).
+    model. On digits, paired in one process, a 5-epoch fit took ~0.2 s less: ~0.07 s less tracing,
+    ~9% less per later epoch (``bench/one_graph_steps.py``, BENCHMARKS.md §10); the weights and logs
+    are bitwise the same (``tests/test_trial_setup.py``).
     Left as Keras makes them: XLA (``jit_compile``, which cannot compile the iterator), eager
     runs, several steps per execution, a strategy of several replicas; and a model whose steps
     exist already (a kept model continues with the graphs it traced).

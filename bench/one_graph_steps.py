@@ -34,11 +34,10 @@ VARIANTS = ({}, {"architecture": "resnet"}, {"architecture": "plain", "batch_nor
             {"architecture": "separable", "optimizer": "sgd"})
 
 
-def fit_once(arm: str, values: dict[str, Any], splits: dict[str, Any], epochs: int) -> dict[str, float]:
+def fit_once(arm: str, space: Any, values: dict[str, Any], splits: dict[str, Any], epochs: int) -> dict[str, float]:
     import keras
     import numpy as np
 
-    from pipeline.config import load_params
     from pipeline.model import training
     from pipeline.model.hypermodel import CNNHyperModel, hyperparameters_from_values
 
@@ -56,7 +55,6 @@ def fit_once(arm: str, values: dict[str, Any], splits: dict[str, Any], epochs: i
     try:
         keras.backend.clear_session(free_memory=False)
         gc.collect()
-        space = load_params(common.REPO / "params.yaml").search_space
         (x, y), (x_val, y_val) = splits["train"], splits["validation"]
         hypermodel = CNNHyperModel(space, tuple(x.shape[1:]), 10, seed=1, total_epochs=epochs)
         hp = hyperparameters_from_values(space, values)
@@ -99,18 +97,19 @@ def main() -> int:
 
     from pipeline.config import load_params
 
-    recipe = dict(load_params(common.REPO / "params.yaml").tune.initial_points[0])
+    params = load_params(common.REPO / "params.yaml")
+    recipe = dict(params.tune.initial_points[0])
     recipe.update(reg_strength=1e-4, weight_decay=1e-4)  # keys the recipe leaves to the search
     splits = common.digits_splits()
     configurations = [{**recipe, **variant} for variant in variants]
     for values in configurations:  # warm-up: TensorFlow's one-off costs out of the first pair
         for arm in ARMS:
-            fit_once(arm, values, splits, epochs)
+            fit_once(arm, params.search_space, values, splits, epochs)
     pairs = []
     for index in range(rounds):
         for values in configurations:
             order = ARMS if index % 2 == 0 else ARMS[::-1]
-            fits = {arm: fit_once(arm, values, splits, epochs) for arm in order}
+            fits = {arm: fit_once(arm, params.search_space, values, splits, epochs) for arm in order}
             pairs.append({"round": index, "architecture": values["architecture"], "first": order[0], **fits})
             print(f"round {index} {values['architecture']}: " + ", ".join(
                 f"{arm} fit {fits[arm]['fit_cpu']:.3f} s CPU" for arm in ARMS), flush=True)

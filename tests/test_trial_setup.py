@@ -39,13 +39,17 @@ def _fit(data: tuple[np.ndarray, ...], epochs: int, callbacks: list | None = Non
     return model, history.history
 
 
+def _assert_same_weights(model: keras.Model, other: keras.Model) -> None:
+    for a, b in zip(model.weights, other.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
 def test_building_the_training_state_first_changes_no_number(data, monkeypatch: pytest.MonkeyPatch) -> None:
     model, history = _fit(data, 3)
     monkeypatch.setattr(training, "build_training_state", lambda *args: None)  # Keras' own lazy build
     lazy_model, lazy_history = _fit(data, 3)
     assert history == lazy_history
-    for a, b in zip(model.weights, lazy_model.weights, strict=True):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    _assert_same_weights(model, lazy_model)
 
 
 def test_one_graph_steps_change_no_number_and_trace_once(data, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,8 +61,7 @@ def test_one_graph_steps_change_no_number_and_trace_once(data, monkeypatch: pyte
     keras_model, keras_history = _fit(data, 3)
     assert not hasattr(keras_model.train_function, "experimental_get_tracing_count")  # Keras' wrapper, not ours
     assert history == keras_history
-    for a, b in zip(model.weights, keras_model.weights, strict=True):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    _assert_same_weights(model, keras_model)
 
 
 def test_one_graph_steps_leave_xla_eager_and_traced_steps_as_they_are() -> None:

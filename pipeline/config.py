@@ -424,12 +424,18 @@ class MlflowConfig(Section):
     outage_seconds: Annotated[int, Field(ge=5, le=3600)] = 60
 
 
+# How the CNNs compute (pipeline.model.precision): auto = mixed_float16 where every GPU has tensor
+# cores, float32 elsewhere; the other values are Keras dtype policies, taken as given.
+Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+
+
 with warnings.catch_warnings():
     # `register` is a stage name; it shadows only ABCMeta.register on the class, not on instances.
     warnings.filterwarnings("ignore", message='Field name "register"')
 
     class Params(Section):
         seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 42
+        precision: Precision = "auto"
         data: DataConfig = DataConfig()
         split: SplitConfig = SplitConfig()
         preprocess: PreprocessConfig = PreprocessConfig()

@@ -54,6 +54,8 @@ def train_and_evaluate(project: Path, learning_rate: float = GOOD_LR, epochs: in
 def test_train_and_evaluate_outputs(project: Path) -> None:
     from mlflow import MlflowClient
 
+    from pipeline.model.precision import resolve_precision
+
     prepare(project)
     metrics = train_and_evaluate(project)
 
@@ -71,6 +73,7 @@ def test_train_and_evaluate_outputs(project: Path) -> None:
     run = client.get_run(record["run_id"])
     assert run.info.run_name.startswith("train-")
     assert run.data.tags["search_run_id"] == "search-run-123"
+    assert run.data.tags["precision"] == resolve_precision("auto")  # params.yaml's default, on this machine
     assert float(run.data.params["learning_rate"]) == GOOD_LR
     assert len(client.get_metric_history(record["run_id"], "val_accuracy")) == len(rows)
     # evaluate's numbers on the same run

@@ -35,6 +35,8 @@ def _oracle_trials(params) -> dict[str, str]:
 def test_hyperband_logs_one_child_run_per_trial(tmp_path: Path, store: str) -> None:
     from mlflow import MlflowClient
 
+    from pipeline.model.precision import resolve_precision
+
     params = tiny_params(tmp_path)
     best = _tune(params, hypermodel(params), tmp_path / "out")
     trials = _oracle_trials(params)
@@ -47,6 +49,9 @@ def test_hyperband_logs_one_child_run_per_trial(tmp_path: Path, store: str) -> N
     assert parent.data.tags["data_fingerprint"] == "fp-test"
     assert parent.data.params["tune.max_epochs"] == "3"
     assert parent.data.params["search_space.optimizer.choices"] == '["adam", "rmsprop"]'
+    # the setting and what this machine made of it (float32 on a CPU, mixed_float16 on a tensor-core GPU)
+    assert parent.data.params["precision"] == "auto"
+    assert parent.data.params["precision_policy"] == resolve_precision("auto") in ("float32", "mixed_float16")
     assert parent.data.tags["best_trial_id"] == best["trial_id"]
     assert parent.data.metrics["completed"] == len(trials)
     assert parent.inputs.dataset_inputs[0].dataset.digest == "fp-test"

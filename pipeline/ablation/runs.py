@@ -73,8 +73,10 @@ class Splits:
 Builder = Callable[[Variant, int], keras.Model]
 
 
-def model_builder(space: Any, input_shape: Sequence[int], num_classes: int, epochs: int) -> Builder:
-    """``build(variant, seed)``: a compiled model, built as the search builds its trials.
+def model_builder(space: Any, input_shape: Sequence[int], num_classes: int, epochs: int,
+                  precision: str = "float32") -> Builder:
+    """``build(variant, seed)``: a compiled model, built as the search builds its trials (``precision``:
+    a Keras dtype policy, ``pipeline.model.precision.resolve_precision``).
 
     The variant's changed keys are fixed to their values in a copy of the space, so a value outside the
     search's choices (``sgd`` when only adaptive optimizers were searched) builds the same way.
@@ -83,7 +85,7 @@ def model_builder(space: Any, input_shape: Sequence[int], num_classes: int, epoc
     def build(variant: Variant, seed: int) -> keras.Model:
         run_space = space.model_copy(update={key: Fixed(value) for key, value in variant.changes.items()})
         hypermodel = CNNHyperModel(space=run_space, input_shape=tuple(input_shape), num_classes=num_classes,
-                                   seed=seed, total_epochs=epochs)
+                                   seed=seed, total_epochs=epochs, precision=precision)
         return hypermodel.build(hyperparameters_from_values(run_space, variant.values))
 
     return build

@@ -105,10 +105,10 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int, *, search_space: dict[str, Any], data_dir: str,
-                 tracking: dict[str, Any] | None) -> None:
+                 tracking: dict[str, Any] | None, precision: str = "auto") -> None:
         self.count = max(1, workers)
         self.settings = {"threads": max(1, (os.cpu_count() or 1) // self.count), "search_space": search_space,
-                         "data_dir": data_dir, "tracking": tracking}
+                         "data_dir": data_dir, "tracking": tracking, "precision": precision}
         self.events: queue.Queue = queue.Queue()
         self.workers: list[_Worker] = []
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -206,6 +206,7 @@ def main(argv: Sequence[str]) -> int:
     from pipeline.ablation.runs import Splits, Trainer, model_builder
     from pipeline.config import SearchSpaceConfig
     from pipeline.data.store import load_meta, load_split
+    from pipeline.model.precision import resolve_precision
 
     data_dir = Path(settings["data_dir"])
     meta = load_meta(data_dir)
@@ -220,7 +221,8 @@ def main(argv: Sequence[str]) -> int:
     def on_run(record: dict[str, Any]) -> None:
         print(RUN_LINE + json.dumps(record, default=str), flush=True)
 
-    trainer = Trainer(lambda epochs: model_builder(space, meta["input_shape"], meta["num_classes"], epochs),
+    precision = resolve_precision(settings["precision"])  # on the worker's own device
+    trainer = Trainer(lambda epochs: model_builder(space, meta["input_shape"], meta["num_classes"], epochs, precision),
                       data, tracker)
     try:
         for line in sys.stdin:

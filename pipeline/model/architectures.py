@@ -23,6 +23,7 @@ import keras
 
 from pipeline.config import HEADS
 from pipeline.model.initializers import kernel_initializer, layer_seed
+from pipeline.model.precision import dtype_policy
 from pipeline.model.regularizers import kernel_regularizer
 from pipeline.registry import ARCHITECTURES
 
@@ -87,9 +88,9 @@ class _Layers:
             depthwise_initializer=self._init(), pointwise_initializer=self._init(),
             depthwise_regularizer=self._reg(), pointwise_regularizer=self._reg())(x)
 
-    def dense(self, x: Any, units: int, activation: str | None = None) -> Any:
+    def dense(self, x: Any, units: int, activation: str | None = None, dtype: str | None = None) -> Any:
         return keras.layers.Dense(units, activation=activation, kernel_initializer=self._init(),
-                                  kernel_regularizer=self._reg())(x)
+                                  kernel_regularizer=self._reg(), dtype=dtype)(x)
 
     def norm(self, x: Any) -> Any:
         return keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x) if self.batch_norm else x
@@ -171,8 +172,17 @@ del _name, _family
 
 
 def build_network(values: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
-                  seed: int = 42) -> keras.Model:
-    """The (uncompiled) classifier for hyperparameter ``values``; softmax over ``num_classes``."""
+                  seed: int = 42, precision: str = "float32") -> keras.Model:
+    """The (uncompiled) classifier for hyperparameter ``values``; softmax over ``num_classes``.
+
+    ``precision``: the Keras dtype policy of its layers (``pipeline.model.precision``); the softmax
+    layer is float32 whatever it is, so the loss and the outputs are float32.
+    """
+    with dtype_policy(precision):
+        return _network(values, input_shape, num_classes, seed)
+
+
+def _network(values: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, seed: int) -> keras.Model:
     architecture, head = values["architecture"], values["head"]
     family: Family = ARCHITECTURES.implementation(architecture)  # an unknown name: one line with the known ones
     if head not in HEADS:
@@ -201,5 +211,5 @@ def build_network(values: dict[str, Any], input_shape: tuple[int, ...], num_clas
     x = make.dropout(x)
     if int(values["dense_units"]) > 0:
         x = make.dropout(make.act(make.dense(x, int(values["dense_units"]))))
-    outputs = make.dense(x, int(num_classes), activation="softmax")
+    outputs = make.dense(x, int(num_classes), activation="softmax", dtype="float32")
     return keras.Model(inputs, outputs, name=f"{architecture}_{depth}blocks")

@@ -12,6 +12,7 @@ from pipeline.config import SearchSpaceConfig
 from pipeline.model.architectures import build_network
 from pipeline.model.losses import build_loss
 from pipeline.model.optimizers import build_optimizer
+from pipeline.model.precision import resolve_precision
 from pipeline.model.schedules import learning_rate_at
 from pipeline.model.space import declare_hyperparameters, hyperparameters_from_values
 from pipeline.model.training import fit_model, subsample_rows
@@ -36,7 +37,8 @@ class CNNHyperModel(keras_tuner.HyperModel):
     """
 
     def __init__(self, space: SearchSpaceConfig, input_shape: tuple[int, ...], num_classes: int,
-                 seed: int = 42, total_epochs: int | None = None, fidelity: str = "epochs", **kwargs: Any) -> None:
+                 seed: int = 42, total_epochs: int | None = None, fidelity: str = "epochs",
+                 precision: str = "float32", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if fidelity not in FIDELITIES:
             raise ValueError(f"fidelity {fidelity!r}; allowed: {', '.join(FIDELITIES)}")
@@ -46,10 +48,11 @@ class CNNHyperModel(keras_tuner.HyperModel):
         self.seed = int(seed)
         self.total_epochs = total_epochs
         self.fidelity = fidelity
+        self.precision = precision  # a Keras dtype policy (``pipeline.model.precision.resolve_precision``)
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         values = declare_hyperparameters(self.space, hp)
-        model = build_network(values, self.input_shape, self.num_classes, seed=self.seed)
+        model = build_network(values, self.input_shape, self.num_classes, seed=self.seed, precision=self.precision)
         # the schedule needs a horizon only while fitting; the callback sets the real rate
         start_lr = learning_rate_at(values, 0, total_epochs=self.total_epochs or 1)
         model.compile(optimizer=build_optimizer(values, start_lr),
@@ -107,14 +110,16 @@ def resolve_fidelity(fidelity: str, train_images: int) -> str:
     return fidelity
 
 
-def hypermodel_from_meta(space: SearchSpaceConfig, meta: dict[str, Any], *, seed: int,
-                         total_epochs: int | None, fidelity: str = "epochs") -> CNNHyperModel:
+def hypermodel_from_meta(space: SearchSpaceConfig, meta: dict[str, Any], *, seed: int, total_epochs: int | None,
+                         fidelity: str = "epochs", precision: str = "float32") -> CNNHyperModel:
     """The one factory: the hypermodel for the data ``meta.json`` describes (search, workers, train, ablation).
 
     ``fidelity``: ``epochs`` (Hyperband's rungs differ in epochs only), ``data`` (also in the
     fraction of the training set, see ``CNNHyperModel.fidelity_rows``) or ``auto`` (by the
-    training set's size, ``resolve_fidelity``).
+    training set's size, ``resolve_fidelity``). ``precision``: params.yaml's ``precision``, resolved
+    on this machine (``pipeline.model.precision``).
     """
     return CNNHyperModel(space=space, input_shape=tuple(meta["input_shape"]), num_classes=int(meta["num_classes"]),
                          seed=seed, total_epochs=total_epochs,
-                         fidelity=resolve_fidelity(fidelity, int(meta.get("sizes", {}).get("train", 0))))
+                         fidelity=resolve_fidelity(fidelity, int(meta.get("sizes", {}).get("train", 0))),
+                         precision=resolve_precision(precision))

@@ -259,16 +259,19 @@ def _runner(params, meta: dict[str, Any], run_log: Any) -> Iterator[Any]:  # noq
         from pipeline.ablation.workers import WorkerPool
 
         with WorkerPool(params.ablate.workers, search_space=params.search_space.model_dump(mode="json"),
-                        data_dir=str(paths.PROCESSED_DIR), tracking=run_log.child_settings()) as pool:
+                        data_dir=str(paths.PROCESSED_DIR), tracking=run_log.child_settings(),
+                        precision=params.precision) as pool:
             yield pool
         return
     from pipeline.ablation.runs import Splits, Trainer, model_builder
     from pipeline.data.store import load_split
+    from pipeline.model.precision import resolve_precision
 
     data = Splits(*load_split(paths.PROCESSED_DIR, "train"), *load_split(paths.PROCESSED_DIR, "validation"),
                   *load_split(paths.PROCESSED_DIR, "test"))
+    precision = resolve_precision(params.precision)
     trainer = Trainer(lambda epochs: model_builder(params.search_space, meta["input_shape"], meta["num_classes"],
-                                                   epochs), data, tracker=run_log)
+                                                   epochs, precision), data, tracker=run_log)
     try:
         yield trainer
     finally:

@@ -59,6 +59,7 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     meta, data = load_data(best)
     from pipeline.atomic import write_json_atomic
     from pipeline.model.final import final_configurations, member_plan, train_final
+    from pipeline.model.precision import resolve_precision
     from pipeline.progress import Progress
     from pipeline.tracking.api import open_tracker
 
@@ -69,8 +70,8 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     def build(values: dict[str, Any], seed: int) -> Any:
         from pipeline.model.hypermodel import hypermodel_from_meta
 
-        return hypermodel_from_meta(params.search_space, meta, seed=seed,
-                                    total_epochs=params.train.epochs).build(complete(values))
+        return hypermodel_from_meta(params.search_space, meta, seed=seed, total_epochs=params.train.epochs,
+                                    precision=params.precision).build(complete(values))
 
     configurations = final_configurations(candidates_of(best), best.get("initial_point"),
                                           params.train.configurations, params.train.hedge_initial_point,
@@ -83,7 +84,8 @@ def run(params, args) -> int:  # noqa: ANN001 - Params / argparse.Namespace
     candidates = without_other_data_checkpoints(candidates, best, meta)
     tags = {"search_run_id": best.get("search_run_id"), "trial_id": best.get("trial_id"),
             "data_fingerprint": meta.get("fingerprint"), "stage": "train",
-            "ensemble_trials": ",".join(str(c["trial_id"]) for c in configurations)}
+            "ensemble_trials": ",".join(str(c["trial_id"]) for c in configurations),
+            "precision": resolve_precision(params.precision)}
     if hedge is not None:
         tags["hedge_trial"] = str(hedge["trial_id"])
     train = params.train

@@ -24,12 +24,17 @@ def tune_settings(tune: Any) -> dict[str, Any]:
 
 
 def search_definition(params: Any, data_fingerprint: str) -> dict[str, Any]:
-    return {
+    definition = {
         "search_space": search_space_definition(params.search_space),
         "tune": tune_settings(params.tune),
         "seed": params.seed,
         "data_fingerprint": data_fingerprint,
     }
+    # The setting, not what it resolves to on this machine: a chief without a GPU and its GPU workers
+    # must name the same search. Left out at its default, so the searches from before it keep their names.
+    if getattr(params, "precision", "auto") != "auto":
+        definition["precision"] = params.precision
+    return definition
 
 
 def search_hash(params: Any, data_fingerprint: str, length: int = 12) -> str:

@@ -65,7 +65,7 @@ def hypermodel_for(params: Any, meta: dict[str, Any]) -> Any:
     from pipeline.model.hypermodel import hypermodel_from_meta
 
     return hypermodel_from_meta(params.search_space, meta, seed=params.seed, total_epochs=params.tune.max_epochs,
-                                fidelity=params.tune.fidelity)
+                                fidelity=params.tune.fidelity, precision=params.precision)
 
 
 def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerprint: str, *,
@@ -134,11 +134,13 @@ def tune(params: Any, hypermodel: Any, data: tuple[Any, Any, Any, Any], fingerpr
 
 def open_search_run(params: Any, tracking: Tracker, digest: str, fingerprint: str, x: Any, y: Any) -> Any:
     """Create or (resume) find the parent run of the search (``Tracker.open_search``)."""
+    from pipeline.model.precision import resolve_precision
     from pipeline.tuning.identity import flatten, search_definition
 
     definition = search_definition(params, fingerprint)
     run_params = {**flatten("tune", definition["tune"]), **flatten("search_space", definition["search_space"]),
-                  "seed": str(params.seed)}
+                  "seed": str(params.seed), "precision": params.precision,
+                  "precision_policy": resolve_precision(params.precision)}
     return tracking.open_search(
         digest, tuner=params.tune.tuner, resume=params.tune.resume, params=run_params,
         tags={"data_fingerprint": fingerprint},

@@ -32,7 +32,7 @@ def search_definition(params: Any, data_fingerprint: str) -> dict[str, Any]:
     }
     # The setting, not what it resolves to on this machine: a chief without a GPU and its GPU workers
     # must name the same search. Left out at its default, so the searches from before it keep their names.
-    if getattr(params, "precision", "auto") != "auto":
+    if params.precision != "auto":
         definition["precision"] = params.precision
     return definition
 

@@ -12,6 +12,7 @@ import pytest
 from pipeline.config import ARCHITECTURES, HEADS, SearchSpaceConfig
 from pipeline.model import CNNHyperModel
 from pipeline.model.architectures import Family, build_network, downsampling_steps, effective_blocks
+from pipeline.model.fused_batch_norm import FusedBatchNormalization
 from pipeline.registry import ARCHITECTURES as REGISTRY
 from pipeline.registry import ArchitectureKind
 
@@ -128,6 +129,7 @@ def test_batch_norm_statistics_settle_within_one_short_epoch() -> None:
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)  # 30 steps; a rate of 0 keeps the kernels
     norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    assert isinstance(norm, FusedBatchNormalization)  # the statistics the fused kernel feeds, as Keras' own
     conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
     activations = np.array(keras.Model(model.inputs, conv.output)(x[-320:]))
     true_mean, true_var = activations.mean(axis=(0, 1, 2)), activations.var(axis=(0, 1, 2))

@@ -22,6 +22,7 @@ from typing import Any
 import keras
 
 from pipeline.config import HEADS
+from pipeline.model.fused_batch_norm import FusedBatchNormalization
 from pipeline.model.initializers import kernel_initializer, layer_seed
 from pipeline.model.precision import dtype_policy
 from pipeline.model.regularizers import kernel_regularizer
@@ -34,6 +35,9 @@ from pipeline.registry import ARCHITECTURES
 # PyTorch's default, settles within ~20 steps and was as good or better at 1, 3 and 9 epochs on
 # every task of the suite (validation; bench/bn_momentum.py, BENCHMARKS.md §12).
 BN_MOMENTUM = 0.9
+
+# Keras' layer, computed by one fused op per call (fused_batch_norm: issue 21.4).
+BatchNormalization = FusedBatchNormalization
 
 # Filters double per block up to this width (or the base width when it is larger), so that
 # deep stacks on large inputs stay trainable in memory.
@@ -93,7 +97,7 @@ class _Layers:
                                   kernel_regularizer=self._reg(), dtype=dtype)(x)
 
     def norm(self, x: Any) -> Any:
-        return keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x) if self.batch_norm else x
+        return BatchNormalization(momentum=BN_MOMENTUM)(x) if self.batch_norm else x
 
     def act(self, x: Any) -> Any:
         return keras.layers.Activation(self.activation)(x)

@@ -4,7 +4,8 @@ Training runs on normalized arrays (``data/processed``); the exported model puts
 statistics in front of the trained network as a built-in Keras ``Normalization`` layer, so
 ``mlflow models serve``, ``mlflow.pyfunc`` and ``predict`` take raw pixels (0..16 for the
 digits, 0..255 for image files) and no user has to know the training statistics. Only
-built-in layers are added: the file loads without custom objects.
+built-in layers are added, and the training's fused batch norm becomes Keras' own layer
+(``with_keras_batch_norm``): the file loads without custom objects.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 import keras
 import numpy as np
+
+from pipeline.model.fused_batch_norm import with_keras_batch_norm
 
 # The layer's name is how a saved model says "I take raw pixels" (a .keras file has no other metadata).
 NORMALIZATION_LAYER = "input_normalization"
@@ -68,4 +71,5 @@ def with_input_preprocessing(model: keras.Model, normalization: Mapping[str, Any
     # Plain lists, so the statistics are stored in the layer's config (no adapt(), no custom object).
     normalize = keras.layers.Normalization(axis=-1, mean=mean.tolist(), variance=variance.tolist(),
                                            name=NORMALIZATION_LAYER)
-    return keras.Model(inputs, model(normalize(inputs)), name=f"{model.name}_raw_input")
+    network = with_keras_batch_norm(model)
+    return keras.Model(inputs, network(normalize(inputs)), name=f"{model.name}_raw_input")

@@ -1,6 +1,6 @@
 """Every benchmark script runs in --smoke mode and writes its JSON shape; no timing is asserted.
 
-The four scripts run at the same time (each is mostly TensorFlow start-up and graph tracing),
+The scripts run at the same time (each is mostly TensorFlow start-up and graph tracing),
 each writing to a temp folder; BENCHMARKS.md must stay untouched by smoke runs. A searcher whose
 optional library is missing is reported as skipped: the fair suite's smoke run checks that path
 (the test extra installs neither DEHB nor SMAC3). ``search_efficiency.py`` (superseded by the fair
@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("tracking_overhead", "throughput", "memory", "dvc_noop", "bn_momentum", "final_vs_recipe",
-           "one_graph_steps")
+           "one_graph_steps", "fused_batch_norm")
 SPECIFIC_KEYS = {
     "tracking_overhead": {"median_ratio", "ratios", "seconds", "repeats", "target_ratio", "met", "identical_trials",
                           "trials"},
@@ -32,6 +32,8 @@ SPECIFIC_KEYS = {
     "bn_momentum": {"commit", "epochs", "recipe", "momenta", "seeds", "summary", "runs"},
     "final_vs_recipe": {"commit", "tasks", "seeds", "images", "arms", "overrides", "runs", "below"},
     "one_graph_steps": {"commit", "epochs", "rounds", "configurations", "same_val_accuracy", "summary", "pairs"},
+    "fused_batch_norm": {"commit", "epochs", "rounds", "configurations", "largest_val_accuracy_gap", "summary",
+                         "pairs"},
 }
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "DVC_NO_ANALYTICS": "1"}
 

@@ -1,0 +1,45 @@
+"""What the fused batch norm saves a trial, against Keras' own layer (issue 21.4).
+
+``pipeline.model.fused_batch_norm.FusedBatchNormalization`` computes Keras' ``BatchNormalization``
+with one ``FusedBatchNormV3`` op per call instead of ~45 small ones (each way). Compared in one
+process, in pairs (``paired_fits``): the same configuration built with each layer; the plain
+configuration has no batch norm and is the control (its pairs differ by noise alone). The
+validation accuracies agree to float32 rounding, not bit for bit: the largest gap is reported.
+
+    python bench/fused_batch_norm.py --out bench/results/fused_batch_norm.json
+    python bench/fused_batch_norm.py --smoke
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import paired_fits  # noqa: E402
+
+
+@contextlib.contextmanager
+def keras_batch_norm() -> Iterator[None]:
+    import keras
+
+    from pipeline.model import architectures
+
+    original = architectures.BatchNormalization
+    architectures.BatchNormalization = keras.layers.BatchNormalization
+    try:
+        yield
+    finally:
+        architectures.BatchNormalization = original
+
+
+def main() -> int:
+    paired_fits.run("fused_batch_norm", __doc__, {"fused": contextlib.nullcontext, "keras": keras_batch_norm})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """What the fused batch norm saves a trial, against Keras' own layer (issue 21.4).
 
 ``pipeline.model.fused_batch_norm.FusedBatchNormalization`` computes Keras' ``BatchNormalization``
-with one ``FusedBatchNormV3`` op per call instead of ~45 small ones (each way). Compared in one
+with one ``FusedBatchNormV3`` op per call (and one for its gradient) instead of ~88 small ones. Compared in one
 process, in pairs (``paired_fits``): the same configuration built with each layer; the plain
 configuration has no batch norm and is the control (its pairs differ by noise alone). The
 validation accuracies agree to float32 rounding, not bit for bit: the largest gap is reported.

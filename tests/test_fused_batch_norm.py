@@ -3,6 +3,7 @@ and the model users get holds Keras' own layer."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_a_fitted_model_matches_keras_and_traces_fewer_ops() -> None:
     assert len(fused_ops) <= len(plain_ops) - 40, (len(fused_ops), len(plain_ops))  # 197 -> 152 ops here
 
 
-@pytest.mark.parametrize("case", ["dense input", "renorm", "mask", "tiny epsilon"])
+@pytest.mark.parametrize("case", ["dense input", "renorm", "mask", "tiny epsilon", "distribution strategy"])
 def test_what_the_kernel_does_not_cover_runs_keras_own_call(case: str) -> None:
     rng = np.random.default_rng(2)
     kwargs: dict[str, Any] = {"renorm": True} if case == "renorm" else {}
@@ -92,11 +93,13 @@ def test_what_the_kernel_does_not_cover_runs_keras_own_call(case: str) -> None:
         kwargs["epsilon"] = 1e-6
     x = rng.normal(size=(8, 5) if case == "dense input" else (8, 3, 3, 5)).astype("float32")
     mask = tf.constant(rng.random((8, 3, 3)) > 0.3) if case == "mask" else None
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0") if case == "distribution strategy" else None
     outputs = []
     for kind in (keras.layers.BatchNormalization, FusedBatchNormalization):
-        layer = kind(**kwargs)
-        layer.build(x.shape)
-        outputs.append([np.asarray(layer(x, training=True, mask=mask)), np.asarray(layer.moving_variance)])
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            layer = kind(**kwargs)
+            layer.build(x.shape)
+            outputs.append([np.asarray(layer(x, training=True, mask=mask)), np.asarray(layer.moving_variance)])
     for keras_value, fused_value in zip(*outputs, strict=True):
         np.testing.assert_array_equal(keras_value, fused_value)  # the same code ran
 

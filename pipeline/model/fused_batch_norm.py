@@ -4,17 +4,19 @@ Keras 3 writes batch normalization in ``keras.ops``: the batch moments, the movi
 and the normalization are about 88 small ops per layer in a traced training step and its gradient
 (the recipe's four layers: 352 of its training step's 685 ops). Tracing those ops is most of what a
 trial pays before its first epoch runs, and each is run one by one at every step. TensorFlow's
-``FusedBatchNormV3`` computes the same normalization in one op, and its gradient in one more.
+``FusedBatchNormV3`` computes the same normalization in one op, and its gradient in one more (the
+recipe's training step: 445 ops in all).
 
 The subclass keeps Keras' variables, config and defaults; only ``call`` changes, and only where the
 fused kernel computes what Keras computes: 4-D channels-last inputs under the TensorFlow backend,
-without a mask, renorm or synchronized statistics (anything else runs Keras' own ``call``). The
-kernel returns the batch variance with Bessel's correction, n/(n-1); the moving variance is updated
-with the uncorrected variance, as Keras does. Results equal Keras' to float32 rounding.
+without a mask, renorm, synchronized statistics or a distribution strategy (anything else runs
+Keras' own ``call``). The kernel returns the batch variance with Bessel's correction, n/(n-1); the
+moving variance is updated with the uncorrected variance, as Keras does. Results equal Keras' to
+float32 rounding.
 
 A file holding this layer needs the class registered to load (``pipeline.model`` imported); the
-model users get is exported with Keras' own layer (``plain_batch_norm``), so ``mlflow models serve``
-loads it without this package.
+model users get is exported with Keras' own layer (``with_keras_batch_norm``), so ``mlflow models
+serve`` loads it without this package.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` computed by ``FusedBatchNormV3`` where it applies."""
 
     def _fusable(self, inputs: Any, training: Any, mask: Any) -> bool:
-        return (keras.backend.backend() == "tensorflow" and mask is None and not self.renorm
+        if keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        # Under a distribution strategy the statistics' variables are per replica: Keras' own updates.
+        return (not tf.distribute.has_strategy() and mask is None and not self.renorm
                 and not self.synchronized and len(inputs.shape) == 4 and self.axis in (-1, 3)
                 and inputs.shape[-1] is not None and isinstance(training, (bool, type(None)))
                 and self.epsilon >= MIN_EPSILON
@@ -54,10 +61,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             outputs, mean, corrected_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
                 x=inputs, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=float(self.epsilon),
                 exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
-            count = tf.cast(tf.size(inputs, out_type=tf.int64) // channels, tf.float32)
-            variance = corrected_variance * ((count - 1.0) / tf.maximum(count, 1.0))
-            self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            # Written for few ops (each costs tracing time): var = corrected - corrected / n (n = 1: 0 - 0),
+            # and moving -= (moving - batch) * (1 - momentum), Keras' moving * momentum + batch * (1 - momentum).
+            count = tf.cast(tf.size(inputs, out_type=tf.int64), tf.float32) / channels
+            variance = corrected_variance - corrected_variance / count
+            # One AssignSubVariableOp each (Keras' assign_sub reads the variable again and assigns).
+            update = tf.raw_ops.AssignSubVariableOp
+            update(resource=self.moving_mean.value.handle, value=(moving_mean - mean) * (1.0 - self.momentum))
+            update(resource=self.moving_variance.value.handle,
+                   value=(moving_variance - variance) * (1.0 - self.momentum))
         else:
             outputs, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
                 x=inputs, scale=gamma, offset=beta, mean=moving_mean, variance=moving_variance,

@@ -13,8 +13,8 @@ validation accuracies agree to float32 rounding, not bit for bit: the largest ga
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,21 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paired_fits  # noqa: E402
 
 
-@contextlib.contextmanager
-def keras_batch_norm() -> Iterator[None]:
+def keras_layer() -> type:
     import keras
 
-    from pipeline.model import architectures
-
-    original = architectures.BatchNormalization
-    architectures.BatchNormalization = keras.layers.BatchNormalization
-    try:
-        yield
-    finally:
-        architectures.BatchNormalization = original
+    return keras.layers.BatchNormalization
 
 
 def main() -> int:
+    keras_batch_norm = functools.partial(paired_fits.swapped, "pipeline.model.architectures", "BatchNormalization",
+                                         keras_layer)
     paired_fits.run("fused_batch_norm", __doc__, {"fused": contextlib.nullcontext, "keras": keras_batch_norm})
     return 0
 

@@ -13,8 +13,8 @@ with the same validation accuracy in every pair (the same ops).
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,19 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paired_fits  # noqa: E402
 
 
-@contextlib.contextmanager
-def keras_steps() -> Iterator[None]:
-    from pipeline.model import training
-
-    original = training.one_graph_steps
-    training.one_graph_steps = lambda model: None
-    try:
-        yield
-    finally:
-        training.one_graph_steps = original
-
-
 def main() -> int:
+    keras_steps = functools.partial(paired_fits.swapped, "pipeline.model.training", "one_graph_steps",
+                                    lambda: lambda model: None)  # Keras' own nested steps
     payload = paired_fits.run("one_graph_steps", __doc__, {"one_graph": contextlib.nullcontext, "keras": keras_steps})
     return 0 if payload["same_val_accuracy"] else 1
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import common
@@ -27,6 +28,19 @@ Arm = Callable[[], contextlib.AbstractContextManager[Any]]
 VARIANTS = ({}, {"architecture": "resnet"}, {"architecture": "plain", "batch_norm": False},
             {"architecture": "separable", "optimizer": "sgd"})
 KEYS = ("fit_cpu", "fit_wall", "first_extra_cpu", "steady_epoch_cpu", "steady_epoch_wall")
+
+
+@contextlib.contextmanager
+def swapped(module: str, name: str, value: Callable[[], Any]) -> Iterator[None]:
+    """An arm: ``module.name`` replaced by ``value()`` for the fits inside (imported on entry, after
+    ``run`` has quieted TensorFlow), put back on exit."""
+    target = importlib.import_module(module)
+    original = getattr(target, name)
+    setattr(target, name, value())
+    try:
+        yield
+    finally:
+        setattr(target, name, original)
 
 
 def fit_once(arm: Arm, space: Any, values: dict[str, Any], splits: dict[str, Any], epochs: int) -> dict[str, float]:

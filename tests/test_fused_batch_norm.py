@@ -144,8 +144,9 @@ def test_the_exported_model_holds_keras_layers_and_predicts_the_same(tmp_path: P
     x = np.random.default_rng(5).normal(size=(7, 6, 6, 2)).astype("float32")
     expected = model.predict(x, verbose=0)
     np.testing.assert_allclose(exported.predict(x, verbose=0), expected, atol=1e-6)
-    np.testing.assert_allclose(_exported_loads_without_this_package(exported, tmp_path / "e.keras", x), expected,
-                               atol=1e-6)
+    if members > 1:  # nested models; one model alone goes through `mlflow models serve` in tests/test_serve.py
+        np.testing.assert_allclose(_exported_loads_without_this_package(exported, tmp_path / "e.keras", x),
+                                   expected, atol=1e-6)
 
 
 def test_a_model_without_the_fused_layer_is_exported_as_it_is() -> None:

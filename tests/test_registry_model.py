@@ -35,14 +35,17 @@ def train_model(project: Path, learning_rate: float = GOOD_LR, epochs: int = 3, 
     from pipeline.config import load_params
     from pipeline.data.store import load_meta, load_split
     from pipeline.model.export import with_input_preprocessing
+    from pipeline.model.fused_batch_norm import FusedBatchNormalization
     from pipeline.tracking.store import configure
     from pipeline.tracking.train_run import TrainRun
 
     meta = load_meta(project / "data/processed")
     (x, y), validation = (load_split(project / "data/processed", s) for s in ("train", "validation"))
     keras.utils.set_random_seed(0)
+    # The fused batch norm of every batch-norm configuration: the export must give users Keras' own layer.
     model = keras.Sequential([keras.Input(tuple(meta["input_shape"])), keras.layers.Conv2D(8, 3, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(meta["num_classes"], activation="softmax")])
+                              FusedBatchNormalization(), keras.layers.Flatten(),
+                              keras.layers.Dense(meta["num_classes"], activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     tags = {"search_run_id": "search-run-123", "data_fingerprint": meta["fingerprint"]}

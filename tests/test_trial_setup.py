@@ -123,9 +123,14 @@ def test_a_search_scores_the_same_as_with_keras_tuners_own_setup(data, tmp_path:
     loads: list[Path] = []
     load = tuners.load_training_state
     monkeypatch.setattr(tuners, "load_training_state", lambda model, path: (loads.append(path), load(model, path)))
+    released: list[int] = []
+    release = tuners.TrialHeap.release
+    monkeypatch.setattr(tuners.TrialHeap, "release", lambda heap, models=1: (released.append(models),
+                                                                             release(heap, models)))
     rows = _search(tmp_path / "now", data)
     continued = [r for r in rows if r["continued_from"]]
     assert continued and not loads  # every continuation went on with its parent's model, in place
+    assert len(released) == len(continued)  # each parent's model left the cache, to be freed with the next batch
     fixed = fixed_cost_of(tmp_path / "now" / "out" / "trials.csv")
     assert fixed["basis"] == "trial_seconds" and fixed["trials"] == len(rows)
     assert all(float(r["trial_seconds"]) >= float(r["seconds"]) for r in rows)

@@ -9,7 +9,7 @@ last trial left (a few ms).
 A model kept for Hyperband to continue in place (``TrackedTunerMixin._keep_for_continuation``)
 outlives the collection after its trial, so it is frozen with the rest; once it leaves the cache it
 can only be freed by unfreezing everything and scanning it all again. Doing that for each one cost
-the default digits search 6 of its 24 trials 0.36-0.45 s each (BENCHMARKS.md §10): here it runs once
+the default digits search 6 of its 24 trials 0.36-0.56 s each (BENCHMARKS.md §10): here it runs once
 ``batch`` of them have been released, so at most ``batch`` released models wait in memory (a few MB
 each on digits) on top of the cache's own.
 """

@@ -36,7 +36,8 @@ from pipeline.tuning.records import TrialRecord
 from pipeline.tuning.tracker import FAILED, FINISHED, KILLED, NOT_STARTED, NullTracker, TrialTracker
 
 # Models of trials Hyperband may continue, kept in memory (digits: a few MB each); a round of the
-# default search (max_epochs 9, factor 3) has at most 9 trials.
+# default search (max_epochs 9, factor 3) has at most 9 trials. As many released ones may wait for
+# the full collection that frees them (``TrialHeap``).
 KEPT_MODELS = 12
 # A process that has run ``tune.trials_per_process`` trials still finishes the search itself when at
 # most this fraction of that many trials is left: a fresh process costs an import of TensorFlow and

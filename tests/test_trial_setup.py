@@ -125,8 +125,7 @@ def test_a_search_scores_the_same_as_with_keras_tuners_own_setup(data, tmp_path:
     monkeypatch.setattr(tuners, "load_training_state", lambda model, path: (loads.append(path), load(model, path)))
     released: list[int] = []
     release = tuners.TrialHeap.release
-    monkeypatch.setattr(tuners.TrialHeap, "release", lambda heap, models=1: (released.append(models),
-                                                                             release(heap, models)))
+    monkeypatch.setattr(tuners.TrialHeap, "release", lambda heap: (released.append(1), release(heap)))
     rows = _search(tmp_path / "now", data)
     continued = [r for r in rows if r["continued_from"]]
     assert continued and not loads  # every continuation went on with its parent's model, in place

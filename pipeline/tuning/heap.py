@@ -27,9 +27,9 @@ class TrialHeap:
         self.released = 0
         self.full_collections = 0  # with everything unfrozen first, since this heap was made
 
-    def release(self, models: int = 1) -> None:
-        """``models`` frozen models are no longer referenced by the search (they may be garbage now)."""
-        self.released += models
+    def release(self) -> None:
+        """A frozen model is no longer referenced by the search (it may be garbage now)."""
+        self.released += 1
 
     def collect(self) -> None:
         """Free the last trial's garbage, and the released models once ``batch`` of them wait; freeze what is left."""

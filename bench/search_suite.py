@@ -20,6 +20,7 @@ means within each task, average over tasks). Fixed cost per trial as in ``search
 
     python bench/search_suite.py                       # full suite, 3 seeds, each run in a fresh process
     python bench/search_suite.py --quick               # quick task sizes, tiny budgets, 1 seed
+    python bench/search_suite.py --first-seed 1 --seeds 2   # seeds 1 and 2 only, to add to a run of seed 0
     python bench/search_suite.py --quick --methods default,hyperband,optuna_tpe_hyperband --tasks shapes
     python bench/search_suite.py --smoke               # seconds: digits subset, tiny space, one process
 
@@ -293,6 +294,14 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def seed_list(first: int, count: int) -> list[int]:
+    """Seeds ``first .. first + count - 1``; a bad count or a negative seed is a usage error."""
+    if count < 1 or first < 0:
+        print(f"--seeds must be >= 1 and --first-seed >= 0 (got {count}, {first})", file=sys.stderr)
+        raise SystemExit(2)
+    return list(range(first, first + count))
+
+
 def parse_list(text: str | None, known: list[str], what: str) -> list[str]:
     if text is None:
         return list(known)
@@ -310,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="quick task sizes, tiny budgets, 1 seed (minutes)")
     parser.add_argument("--methods", default=None, help=f"comma-separated subset of: {', '.join(peers.METHODS)}")
     parser.add_argument("--tasks", default=None, help="comma-separated subset of bench/tasks.py's tasks")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default by mode)")
+    parser.add_argument("--seeds", type=int, default=None, help="how many seeds (default by mode)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds FIRST..FIRST+N-1 (default 0): add seeds to an earlier run's")
     parser.add_argument("--epochs", type=int, default=None, help="budget B in epochs (default by mode)")
     parser.add_argument("--fresh", action="store_true", help="one process per run in --quick too")
     common.add_child_args(parser)
@@ -325,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         methods.insert(0, CALIBRATION[0])  # it sets the wall-time budget of its task and seed
     known_tasks = list(SMOKE_TASKS) if mode == "smoke" else list(suite_tasks())
     task_names = parse_list(args.tasks, known_tasks, "tasks")
-    seeds = list(range(args.seeds if args.seeds is not None else MODES[mode]["seeds"]))
+    seeds = seed_list(args.first_seed, args.seeds if args.seeds is not None else MODES[mode]["seeds"])
     skipped = {m: f"{peers.MODULES[m]} is not installed (pip install -e '.[bench]')" for m in methods
                if m in peers.MODULES and importlib.util.find_spec(peers.MODULES[m]) is None}
     measured = [m for m in methods if m not in skipped]

@@ -218,6 +218,15 @@ def test_big_fidelity_arms_differ_in_fidelity_only(tmp_path: Path) -> None:
                                               "full": {"val": 0.8, "test": 0.7}}
 
 
+def test_suite_seeds_can_start_past_zero(capsys: pytest.CaptureFixture) -> None:
+    import search_suite
+
+    assert search_suite.seed_list(0, 3) == [0, 1, 2] and search_suite.seed_list(1, 2) == [1, 2]
+    with pytest.raises(SystemExit) as stop:
+        search_suite.seed_list(0, 0)
+    assert stop.value.code == 2 and "--seeds" in capsys.readouterr().err
+
+
 def test_ranks_and_suite_mean_rank() -> None:
     assert search_readings.ranks({"a": 0.9, "b": 0.8, "c": 0.9}) == {"a": 1.5, "c": 1.5, "b": 3.0}
 

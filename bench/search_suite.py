@@ -21,6 +21,7 @@ means within each task, average over tasks). Fixed cost per trial as in ``search
     python bench/search_suite.py                       # full suite, 3 seeds, each run in a fresh process
     python bench/search_suite.py --quick               # quick task sizes, tiny budgets, 1 seed
     python bench/search_suite.py --first-seed 1 --seeds 2   # seeds 1 and 2 only, to add to a run of seed 0
+    python bench/search_suite.py --merge seed0.json seed1.json --out both.json   # their tables together
     python bench/search_suite.py --quick --methods default,hyperband,optuna_tpe_hyperband --tasks shapes
     python bench/search_suite.py --smoke               # seconds: digits subset, tiny space, one process
 
@@ -294,6 +295,38 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merged_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The runs of several results of this script (e.g. seed 0 one day, seed 1 the next), checked to be one benchmark.
+
+    They must share the mode, B, the recipe, the methods and each task's split (fingerprint), and no
+    (task, seed) may come twice: T is set per task and seed by that run's own calibration, so
+    seeds from different runs keep their own, fair budgets. Anything else is a usage error.
+    """
+    runs: list[dict[str, Any]] = []
+    sources, first = [], None
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        same = {k: payload.get(k) for k in ("mode", "budget_epochs", "recipe", "methods", "time_cap")}
+        if first is None:
+            first = same
+        elif same != first:
+            differ = [k for k in same if same[k] != first[k]]
+            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differ)}")
+        pairs = {(r["task"], r["seed"]) for r in payload["runs"]}
+        clash = pairs & {(r["task"], r["seed"]) for r in runs}
+        if clash:
+            raise SystemExit(f"--merge: {path} repeats task and seed {sorted(clash)[0]}")
+        runs += payload["runs"]
+        sources.append({"file": str(path), "commit": payload.get("commit"), "date": payload["environment"]["date"],
+                        "cpu_model": payload["environment"]["cpu_model"], "tasks": payload["tasks"],
+                        "seeds": sorted({r["seed"] for r in payload["runs"]})})
+    for task in {r["task"] for r in runs}:
+        splits = {r["split"]["fingerprint"] for r in runs if r["task"] == task and r.get("split")}
+        if len(splits) > 1:
+            raise SystemExit(f"--merge: task {task} has {len(splits)} different splits")
+    return runs, {**(first or {}), "sources": sources}
+
+
 def seed_list(first: int, count: int) -> list[int]:
     """Seeds ``first .. first + count - 1``; a bad count or a negative seed is a usage error."""
     if count < 1 or first < 0:
@@ -324,10 +357,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="seeds FIRST..FIRST+N-1 (default 0): add seeds to an earlier run's")
     parser.add_argument("--epochs", type=int, default=None, help="budget B in epochs (default by mode)")
     parser.add_argument("--fresh", action="store_true", help="one process per run in --quick too")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                        help="no runs: the tables of earlier results of this script together (other seeds), "
+                             "to --out (the runs stay in those files)")
     common.add_child_args(parser)
     args = parser.parse_args(argv)
     if args.child:
         return run_child(args)
+    if args.merge:
+        return merge(args)
     mode = mode_of(args)
     if args.epochs is not None:
         MODES[mode]["epochs"] = args.epochs
@@ -364,6 +402,33 @@ def main(argv: list[str] | None = None) -> int:
     result = write(runs, True)
     print(common.output_path(NAME, args).with_suffix(".md").read_text())
     return 0 if not result["errors"] else 1
+
+
+def merge(args: argparse.Namespace) -> int:
+    from pipeline.atomic import write_text_atomic
+
+    try:
+        runs, meta = merged_runs(args.merge)
+    except (OSError, KeyError, ValueError) as error:
+        print(f"--merge: cannot read the results: {error}", file=sys.stderr)
+        return 2
+    except SystemExit as error:
+        print(error, file=sys.stderr)
+        return 2
+    tasks = sorted({r["task"] for r in runs})
+    seeds = sorted({r["seed"] for r in runs})
+    summary = summarize(runs, meta["methods"], tasks)
+    payload = {"benchmark": NAME, "smoke": False, "command": common.command_line(), "merged_from": meta["sources"],
+               "mode": meta["mode"], "methods": meta["methods"], "tasks": tasks, "seeds": seeds,
+               "conditions": list(CONDITIONS), "budget_epochs": meta["budget_epochs"], "time_cap": meta["time_cap"],
+               "recipe": meta["recipe"], **summary}
+    out = args.out or common.RESULTS_DIR / f"{NAME}_merged.json"
+    write_text_atomic(Path(out), json.dumps(payload, separators=(",", ":"), default=str) + "\n")
+    sources = "; ".join(f"{s['file']} ({s['commit']}, {s['date']}, seeds {s['seeds']})" for s in meta["sources"])
+    text = markdown(payload) + f"\n\nMerged by `{payload['command']}` from {sources}.\n"
+    write_text_atomic(Path(out).with_suffix(".md"), text)
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":

@@ -227,6 +227,36 @@ def test_suite_seeds_can_start_past_zero(capsys: pytest.CaptureFixture) -> None:
     assert stop.value.code == 2 and "--seeds" in capsys.readouterr().err
 
 
+def test_suite_results_of_separate_runs_merge_into_one_table(tmp_path: Path) -> None:
+    import search_suite
+
+    def result(seed: int, vals: dict[str, float], mode: str = "full") -> Path:
+        runs = [{"task": "t1", "seed": seed, "method": m, "condition": c, "budget_epochs": 1, "budget_seconds": 1.0,
+                 "epochs": [epoch(v, v, 0.5)], "trials": [], "split": {"fingerprint": "f1"}}
+                for m, v in vals.items() for c in search_suite.CONDITIONS]
+        payload = {"mode": mode, "budget_epochs": 1, "recipe": [], "methods": list(vals), "time_cap": 3.0,
+                   "commit": f"c{seed}", "tasks": ["t1"], "environment": {"date": "d", "cpu_model": "cpu"},
+                   "runs": runs}
+        path = tmp_path / f"seed{seed}-{mode}.json"
+        path.write_text(json.dumps(payload))
+        return path
+
+    a, b = result(0, {"x": 0.9, "y": 0.8}), result(1, {"x": 0.5, "y": 0.7})
+    out = tmp_path / "merged.json"
+    assert search_suite.main(["--merge", str(a), str(b), "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["seeds"] == [0, 1] and [s["commit"] for s in merged["merged_from"]] == ["c0", "c1"]
+    table = merged["per_task"]["none"]["t1"]
+    assert table["x"]["epochs/full/val"]["mean"] == pytest.approx(0.7)  # (0.9 + 0.5) / 2
+    assert table["y"]["epochs/full/val"]["mean"] == pytest.approx(0.75)  # y ahead on the two seeds' mean
+    assert merged["mean_rank"]["none"]["y"]["epochs/full/val"] == 1.0
+    assert "Merged by" in out.with_suffix(".md").read_text()
+    # the same seed twice, or another mode: not one benchmark
+    assert search_suite.main(["--merge", str(a), str(a), "--out", str(out)]) == 2
+    assert search_suite.main(["--merge", str(a), str(result(1, {"x": 0.5, "y": 0.7}, "quick")), "--out",
+                              str(out)]) == 2
+
+
 def test_ranks_and_suite_mean_rank() -> None:
     assert search_readings.ranks({"a": 0.9, "b": 0.8, "c": 0.9}) == {"a": 1.5, "c": 1.5, "b": 3.0}
 

@@ -300,7 +300,7 @@ def merged_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]
 
     They must share the mode, B, the recipe, the methods and each task's split (fingerprint), and no
     (task, seed) may come twice: T is set per task and seed by that run's own calibration, so
-    seeds from different runs keep their own, fair budgets. Anything else is a usage error.
+    seeds from different runs keep their own, fair budgets. Anything else is a ValueError.
     """
     runs: list[dict[str, Any]] = []
     sources, first = [], None
@@ -311,11 +311,11 @@ def merged_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]
             first = same
         elif same != first:
             differ = [k for k in same if same[k] != first[k]]
-            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differ)}")
+            raise ValueError(f"{path} differs from {paths[0]} in {', '.join(differ)}")
         pairs = {(r["task"], r["seed"]) for r in payload["runs"]}
         clash = pairs & {(r["task"], r["seed"]) for r in runs}
         if clash:
-            raise SystemExit(f"--merge: {path} repeats task and seed {sorted(clash)[0]}")
+            raise ValueError(f"{path} repeats task and seed {sorted(clash)[0]}")
         runs += payload["runs"]
         sources.append({"file": str(path), "commit": payload.get("commit"), "date": payload["environment"]["date"],
                         "cpu_model": payload["environment"]["cpu_model"], "tasks": payload["tasks"],
@@ -323,7 +323,7 @@ def merged_runs(paths: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]
     for task in {r["task"] for r in runs}:
         splits = {r["split"]["fingerprint"] for r in runs if r["task"] == task and r.get("split")}
         if len(splits) > 1:
-            raise SystemExit(f"--merge: task {task} has {len(splits)} different splits")
+            raise ValueError(f"task {task} has {len(splits)} different splits")
     return runs, {**(first or {}), "sources": sources}
 
 
@@ -405,28 +405,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def merge(args: argparse.Namespace) -> int:
-    from pipeline.atomic import write_text_atomic
-
     try:
         runs, meta = merged_runs(args.merge)
-    except (OSError, KeyError, ValueError) as error:
-        print(f"--merge: cannot read the results: {error}", file=sys.stderr)
-        return 2
-    except SystemExit as error:
-        print(error, file=sys.stderr)
+    except (OSError, KeyError, ValueError) as error:  # unreadable, not this script's, or not one benchmark
+        print(f"--merge: {error}", file=sys.stderr)
         return 2
     tasks = sorted({r["task"] for r in runs})
-    seeds = sorted({r["seed"] for r in runs})
-    summary = summarize(runs, meta["methods"], tasks)
-    payload = {"benchmark": NAME, "smoke": False, "command": common.command_line(), "merged_from": meta["sources"],
-               "mode": meta["mode"], "methods": meta["methods"], "tasks": tasks, "seeds": seeds,
-               "conditions": list(CONDITIONS), "budget_epochs": meta["budget_epochs"], "time_cap": meta["time_cap"],
-               "recipe": meta["recipe"], **summary}
-    out = args.out or common.RESULTS_DIR / f"{NAME}_merged.json"
-    write_text_atomic(Path(out), json.dumps(payload, separators=(",", ":"), default=str) + "\n")
+    result = {"merged_from": meta["sources"], "mode": meta["mode"], "methods": meta["methods"], "tasks": tasks,
+              "seeds": sorted({r["seed"] for r in runs}), "conditions": list(CONDITIONS),
+              "budget_epochs": meta["budget_epochs"], "time_cap": meta["time_cap"], "recipe": meta["recipe"],
+              **summarize(runs, meta["methods"], tasks)}  # the runs stay in the merged files
+    args.out = args.out or common.RESULTS_DIR / f"{NAME}_merged.json"
+    path = common.write_result(NAME, args, common.environment(), result)
+    payload = json.loads(path.read_text())
     sources = "; ".join(f"{s['file']} ({s['commit']}, {s['date']}, seeds {s['seeds']})" for s in meta["sources"])
     text = markdown(payload) + f"\n\nMerged by `{payload['command']}` from {sources}.\n"
-    write_text_atomic(Path(out).with_suffix(".md"), text)
+    path.with_suffix(".md").write_text(text)
     print(text)
     return 0
 
